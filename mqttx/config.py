@@ -1,0 +1,587 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+The mqttx configuration: YAML read once into frozen, typed values.
+
+L{load_config} (or L{parse_config}, for text already in memory) checks the
+whole document and returns a L{Config}; nothing after it sees a raw mapping.
+Every problem raises L{ConfigError}, whose one-line message names the file,
+the key path and what is wrong, for example::
+
+    /etc/mqttx/mqttx.yaml: mqtt.max_inflight: expected an integer, got 'ten'
+
+Unknown keys are errors at every level, so a misspelt option is never
+silently ignored. Settings that belong to features of a later release
+(listener protocols other than C{mqtt}, C{tls} blocks, the C{sqlite}
+backend, password and ACL files) are rejected with a message saying so
+rather than accepted and ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, TypeVar
+
+import yaml
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.testing import MemoryReactor
+from twisted.python.filepath import FilePath
+
+__all__ = [
+    "AuthConfig",
+    "Config",
+    "ConfigError",
+    "ListenerConfig",
+    "LoggingConfig",
+    "MQTTConfig",
+    "NodeConfig",
+    "PersistenceConfig",
+    "load_config",
+    "parse_config",
+]
+
+#: The largest packet MQTT can frame: a 4-byte Remaining Length of
+#: 268,435,455 plus the 5-byte fixed header.
+MAX_PACKET_SIZE_LIMIT = 268_435_460
+
+#: Below this no CONNECT with a client identifier, will or properties fits;
+#: a smaller limit only produces a broker nobody can use.
+MIN_PACKET_SIZE = 64
+
+_UINT16 = 65_535
+_UINT32 = 4_294_967_295
+
+_LISTENER_PROTOCOLS = ("mqtt",)
+_LATER_LISTENER_PROTOCOLS = {
+    "mqtt-ws": "MQTT over WebSocket",
+    "http": "the HTTP bridge",
+    "coap": "the CoAP bridge",
+}
+_BACKENDS = ("memory",)
+_LATER_BACKENDS = {
+    "sqlite": "the durable SQLite store",
+    "etcd": "the etcd cluster store",
+}
+_DURABILITY = ("sync", "batch")
+_LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
+_LOG_FORMATS = ("text", "json")
+_LISTENER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+
+
+class ConfigError(Exception):
+    """
+    The configuration cannot be used.
+
+    C{str(error)} is one line: C{"<source>: <key path>: <problem>"}, or
+    C{"<source>: <problem>"} when the problem is not about one key.
+
+    @ivar source: the file (or other source) the configuration came from.
+    @ivar key: the dotted key path, such as C{"listeners[0].endpoint"}, or
+        C{""} when the whole document is at fault.
+    @ivar problem: what is wrong, without the source and key.
+    """
+
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        self.source = source
+        self.key = key
+        self.problem = " ".join(problem.split())
+        where = f"{source}: {key}" if key else source
+        super().__init__(f"{where}: {self.problem}")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """
+    This broker's identity.
+
+    @ivar name: identifies the broker in logs, C{$SYS} topics and, later, the
+        cluster.
+    """
+
+    name: str = "mqttx-1"
+
+
+@dataclass(frozen=True, slots=True)
+class ListenerConfig:
+    """
+    One place where clients connect.
+
+    @ivar name: unique among the listeners; names the listener's service,
+        its log lines and metrics.
+    @ivar protocol: what is spoken on it; C{"mqtt"} in this release.
+    @ivar endpoint: a Twisted stream server endpoint string, such as
+        C{"tcp:1883:interface=127.0.0.1"}.
+    """
+
+    name: str
+    protocol: str
+    endpoint: str
+
+
+#: The listeners used when the configuration has no C{listeners} key.
+DEFAULT_LISTENERS: tuple[ListenerConfig, ...] = (
+    ListenerConfig(name="mqtt", protocol="mqtt", endpoint="tcp:1883:interface=127.0.0.1"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class MQTTConfig:
+    """
+    Protocol limits and defaults.
+
+    @ivar max_packet_size: the largest packet accepted, in bytes.
+    @ivar receive_maximum: the inbound QoS 1/2 window advertised to MQTT 5
+        clients.
+    @ivar max_inflight: the outbound QoS 1/2 window per session for clients
+        that do not announce a Receive Maximum (3.1 and 3.1.1).
+    @ivar max_queued_messages: the most messages kept for one offline or slow
+        session; beyond it messages are dropped and counted.
+    @ivar max_session_expiry: the cap, in seconds, on the session expiry a
+        client may ask for.
+    @ivar retain_available: whether retained messages are supported.
+    @ivar shared_subscriptions: whether C{$share/...} filters are supported.
+    @ivar topic_alias_maximum: the inbound topic aliases an MQTT 5 client may
+        use; 0 disables them.
+    @ivar keepalive_max: the cap, in seconds, on a client's keep alive; 0
+        accepts what the client asks for.
+    """
+
+    max_packet_size: int = 1_048_576
+    receive_maximum: int = 65_535
+    max_inflight: int = 32
+    max_queued_messages: int = 1000
+    max_session_expiry: int = 86_400
+    retain_available: bool = True
+    shared_subscriptions: bool = True
+    topic_alias_maximum: int = 64
+    keepalive_max: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class PersistenceConfig:
+    """
+    Where sessions and retained messages are kept.
+
+    @ivar backend: C{"memory"} in this release.
+    @ivar path: the database file of durable backends.
+    @ivar durability: C{"sync"} (QoS 1/2 acknowledged only once written to
+        disk) or C{"batch"} (writes grouped, a crash may lose the last ones).
+    """
+
+    backend: str = "memory"
+    path: str = "var/mqttx.db"
+    durability: str = "sync"
+
+
+@dataclass(frozen=True, slots=True)
+class AuthConfig:
+    """
+    Who may connect.
+
+    @ivar allow_anonymous: without a password file: C{True} lets every
+        client in, C{False} nobody.
+    @ivar password_file: a user database written by C{mqttx passwd}; not
+        available in this release, so always C{None}.
+    @ivar acl_file: topic access rules; not available in this release, so
+        always C{None}.
+    """
+
+    allow_anonymous: bool = True
+    password_file: str | None = None
+    acl_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoggingConfig:
+    """
+    What is logged and how.
+
+    @ivar level: the least severe level written: C{debug}, C{info}, C{warn},
+        C{error} or C{critical}.
+    @ivar format: C{text} (one human-readable line per event) or C{json}
+        (one JSON object per line).
+    """
+
+    level: str = "info"
+    format: str = "text"
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """
+    The whole configuration of one broker process.
+    """
+
+    node: NodeConfig = field(default_factory=NodeConfig)
+    listeners: tuple[ListenerConfig, ...] = DEFAULT_LISTENERS
+    mqtt: MQTTConfig = field(default_factory=MQTTConfig)
+    persistence: PersistenceConfig = field(default_factory=PersistenceConfig)
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+
+
+def load_config(path: FilePath[str]) -> Config:
+    """
+    Read and check the configuration file at C{path}.
+
+    @param path: the YAML file.
+    @return: the checked configuration.
+    @raise ConfigError: if the file cannot be read or the configuration is
+        not valid; the message names C{path}.
+    """
+    source = path.path
+    try:
+        raw = path.getContent()
+    except OSError as e:
+        raise ConfigError(source, "", f"cannot read the file: {e.strerror or e}") from e
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(source, "", f"not UTF-8 text (byte {e.start})") from e
+    return parse_config(text, source)
+
+
+def parse_config(text: str, source: str) -> Config:
+    """
+    Check the YAML configuration C{text}.
+
+    An empty document gives the defaults.
+
+    @param text: the YAML document.
+    @param source: where C{text} came from, for error messages.
+    @return: the checked configuration.
+    @raise ConfigError: if the configuration is not valid.
+    """
+    try:
+        document = yaml.load(text, Loader=_UniqueKeySafeLoader)
+    except yaml.MarkedYAMLError as e:
+        raise ConfigError(
+            source, _yaml_position(e), f"invalid YAML: {e.problem or e.context}"
+        ) from e
+    except yaml.YAMLError as e:
+        raise ConfigError(source, "", f"invalid YAML: {e}") from e
+    return _Parser(source).config(document)
+
+
+class _UniqueKeySafeLoader(yaml.SafeLoader):
+    """
+    A safe loader that refuses equal keys in one mapping: PyYAML would keep
+    the last, but a configuration saying one thing twice is a mistake to
+    report, not to resolve silently.
+    """
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _yaml_position(e: yaml.MarkedYAMLError) -> str:
+    mark = e.problem_mark or e.context_mark
+    if mark is None:
+        return ""
+    return f"line {mark.line + 1}, column {mark.column + 1}"
+
+
+def _describe(value: object) -> str:
+    """Name a YAML value in an error message the way the user wrote it."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _choices(values: tuple[str, ...]) -> str:
+    return ", ".join(values)
+
+
+_T = TypeVar("_T")
+
+
+class _Parser:
+    """Checks one document; C{source} goes into every error."""
+
+    def __init__(self, source: str) -> None:
+        self._source = source
+
+    def _error(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self._source, key, problem)
+
+    def config(self, document: object) -> Config:
+        top = self._section(document, "", "top level")
+        self._known(top, "", ("node", "listeners", "mqtt", "persistence", "auth", "logging"))
+        return Config(
+            node=self._node(top.get("node")),
+            listeners=self._listeners(top),
+            mqtt=self._mqtt(top.get("mqtt")),
+            persistence=self._persistence(top.get("persistence")),
+            auth=self._auth(top.get("auth")),
+            logging=self._logging(top.get("logging")),
+        )
+
+    # Shapes
+
+    def _section(self, value: object, key: str, what: str | None = None) -> Mapping[str, object]:
+        """A mapping with string keys; an absent or empty section is C{{}}."""
+        if value is None:
+            return {}
+        if not isinstance(value, Mapping):
+            raise self._error(key or (what or ""), f"expected a mapping, got {_describe(value)}")
+        for k in value:
+            if not isinstance(k, str):
+                raise self._error(key or (what or ""), f"keys must be strings, got {_describe(k)}")
+        return value
+
+    def _known(self, section: Mapping[str, object], prefix: str, known: tuple[str, ...]) -> None:
+        for k in section:
+            if k not in known:
+                raise self._error(
+                    _join(prefix, k), f"unknown key (expected one of: {_choices(known)})"
+                )
+
+    def _get(
+        self,
+        section: Mapping[str, object],
+        prefix: str,
+        name: str,
+        default: _T,
+        check: Callable[[object, str], _T],
+    ) -> _T:
+        if name not in section:
+            return default
+        return check(section[name], _join(prefix, name))
+
+    # Scalars
+
+    def _int(self, value: object, key: str, low: int, high: int | None = None) -> int:
+        # YAML's true/false are Python bools, which are ints: refuse them here.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._error(key, f"expected an integer, got {_describe(value)}")
+        if value < low or (high is not None and value > high):
+            bounds = f"between {low} and {high}" if high is not None else f"at least {low}"
+            raise self._error(key, f"must be {bounds}, got {value}")
+        return value
+
+    def _bool(self, value: object, key: str) -> bool:
+        if not isinstance(value, bool):
+            raise self._error(key, f"expected true or false, got {_describe(value)}")
+        return value
+
+    def _str(self, value: object, key: str) -> str:
+        if not isinstance(value, str):
+            raise self._error(key, f"expected a string, got {_describe(value)}")
+        if not value.strip():
+            raise self._error(key, "must not be empty")
+        return value
+
+    def _choice(self, value: object, key: str, choices: tuple[str, ...]) -> str:
+        text = self._str(value, key)
+        if text not in choices:
+            raise self._error(key, f"expected one of: {_choices(choices)}, got {text!r}")
+        return text
+
+    # Sections
+
+    def _node(self, value: object) -> NodeConfig:
+        section = self._section(value, "node")
+        self._known(section, "node", ("name",))
+        return NodeConfig(name=self._get(section, "node", "name", NodeConfig().name, self._str))
+
+    def _listeners(self, top: Mapping[str, object]) -> tuple[ListenerConfig, ...]:
+        if "listeners" not in top:
+            return DEFAULT_LISTENERS
+        value = top["listeners"]
+        if not isinstance(value, list):
+            raise self._error("listeners", f"expected a list, got {_describe(value)}")
+        if not value:
+            raise self._error("listeners", "at least one listener is required")
+        listeners: list[ListenerConfig] = []
+        names: set[str] = set()
+        for index, item in enumerate(value):
+            listener = self._listener(item, f"listeners[{index}]")
+            if listener.name in names:
+                raise self._error(
+                    f"listeners[{index}].name", f"duplicate listener name {listener.name!r}"
+                )
+            names.add(listener.name)
+            listeners.append(listener)
+        return tuple(listeners)
+
+    def _listener(self, value: object, prefix: str) -> ListenerConfig:
+        section = self._section(value, prefix)
+        if "tls" in section:
+            raise self._error(
+                _join(prefix, "tls"), "TLS listeners are not available yet in this release"
+            )
+        if "path" in section:
+            raise self._error(
+                _join(prefix, "path"),
+                "only WebSocket (mqtt-ws) listeners take a path, and they are not "
+                "available yet in this release",
+            )
+        self._known(section, prefix, ("name", "protocol", "endpoint"))
+        for required in ("name", "protocol", "endpoint"):
+            if required not in section:
+                raise self._error(_join(prefix, required), "missing (every listener needs it)")
+        name = self._str(section["name"], _join(prefix, "name"))
+        if not _LISTENER_NAME.match(name):
+            raise self._error(
+                _join(prefix, "name"),
+                f"{name!r} is not a valid name (letters, digits, '_', '.', '-'; "
+                "starting with a letter or digit)",
+            )
+        protocol = self._listener_protocol(section["protocol"], _join(prefix, "protocol"))
+        endpoint = self._endpoint(section["endpoint"], _join(prefix, "endpoint"))
+        return ListenerConfig(name=name, protocol=protocol, endpoint=endpoint)
+
+    def _listener_protocol(self, value: object, key: str) -> str:
+        protocol = self._str(value, key)
+        if protocol in _LATER_LISTENER_PROTOCOLS:
+            raise self._error(
+                key,
+                f"{protocol!r} ({_LATER_LISTENER_PROTOCOLS[protocol]}) is not available yet "
+                f"in this release; available: {_choices(_LISTENER_PROTOCOLS)}",
+            )
+        if protocol not in _LISTENER_PROTOCOLS:
+            raise self._error(
+                key, f"unknown protocol {protocol!r}; available: {_choices(_LISTENER_PROTOCOLS)}"
+            )
+        return protocol
+
+    def _endpoint(self, value: object, key: str) -> str:
+        description = self._str(value, key)
+        # serverFromString only builds an endpoint object: listening happens
+        # later, in the service, against the real reactor. It still wants a
+        # reactor, and the global one must not be imported here: twistd
+        # imports plugins and parses options before it installs the reactor
+        # chosen with --reactor, and importing twisted.internet.reactor now
+        # would install the default one first. MemoryReactor provides every
+        # reactor interface an endpoint parser may keep and never does I/O.
+        try:
+            serverFromString(MemoryReactor(), description)
+        except Exception as e:
+            # Parsers report bad descriptions as ValueError, TypeError
+            # (unknown parameter), KeyError, OSError (ssl: certificate files)
+            # or their own errors: all mean the same thing here.
+            raise self._error(
+                key, f"invalid endpoint {description!r}: {type(e).__name__}: {e}"
+            ) from e
+        return description
+
+    def _mqtt(self, value: object) -> MQTTConfig:
+        section = self._section(value, "mqtt")
+        self._known(section, "mqtt", tuple(f.name for f in fields(MQTTConfig)))
+        d = MQTTConfig()
+
+        def integer(low: int, high: int | None = None) -> Callable[[object, str], int]:
+            return lambda v, k: self._int(v, k, low, high)
+
+        return MQTTConfig(
+            max_packet_size=self._get(
+                section,
+                "mqtt",
+                "max_packet_size",
+                d.max_packet_size,
+                integer(MIN_PACKET_SIZE, MAX_PACKET_SIZE_LIMIT),
+            ),
+            receive_maximum=self._get(
+                section, "mqtt", "receive_maximum", d.receive_maximum, integer(1, _UINT16)
+            ),
+            max_inflight=self._get(
+                section, "mqtt", "max_inflight", d.max_inflight, integer(1, _UINT16)
+            ),
+            max_queued_messages=self._get(
+                section, "mqtt", "max_queued_messages", d.max_queued_messages, integer(0)
+            ),
+            max_session_expiry=self._get(
+                section, "mqtt", "max_session_expiry", d.max_session_expiry, integer(0, _UINT32)
+            ),
+            retain_available=self._get(
+                section, "mqtt", "retain_available", d.retain_available, self._bool
+            ),
+            shared_subscriptions=self._get(
+                section, "mqtt", "shared_subscriptions", d.shared_subscriptions, self._bool
+            ),
+            topic_alias_maximum=self._get(
+                section, "mqtt", "topic_alias_maximum", d.topic_alias_maximum, integer(0, _UINT16)
+            ),
+            keepalive_max=self._get(
+                section, "mqtt", "keepalive_max", d.keepalive_max, integer(0, _UINT16)
+            ),
+        )
+
+    def _persistence(self, value: object) -> PersistenceConfig:
+        section = self._section(value, "persistence")
+        self._known(section, "persistence", ("backend", "path", "durability"))
+        d = PersistenceConfig()
+        return PersistenceConfig(
+            backend=self._get(section, "persistence", "backend", d.backend, self._backend),
+            path=self._get(section, "persistence", "path", d.path, self._str),
+            durability=self._get(
+                section,
+                "persistence",
+                "durability",
+                d.durability,
+                lambda v, k: self._choice(v, k, _DURABILITY),
+            ),
+        )
+
+    def _backend(self, value: object, key: str) -> str:
+        backend = self._str(value, key)
+        if backend in _LATER_BACKENDS:
+            raise self._error(
+                key,
+                f"{backend!r} ({_LATER_BACKENDS[backend]}) is not available yet in this "
+                f"release; available: {_choices(_BACKENDS)}",
+            )
+        if backend not in _BACKENDS:
+            raise self._error(key, f"unknown backend {backend!r}; available: {_choices(_BACKENDS)}")
+        return backend
+
+    def _auth(self, value: object) -> AuthConfig:
+        section = self._section(value, "auth")
+        self._known(section, "auth", ("allow_anonymous", "password_file", "acl_file"))
+        for later, what in (("password_file", "password files"), ("acl_file", "ACL files")):
+            if section.get(later) is not None:
+                raise self._error(
+                    _join("auth", later),
+                    f"{what} are not available yet in this release; leave it null",
+                )
+        return AuthConfig(
+            allow_anonymous=self._get(
+                section, "auth", "allow_anonymous", AuthConfig().allow_anonymous, self._bool
+            )
+        )
+
+    def _logging(self, value: object) -> LoggingConfig:
+        section = self._section(value, "logging")
+        self._known(section, "logging", ("level", "format"))
+        d = LoggingConfig()
+        return LoggingConfig(
+            level=self._get(
+                section, "logging", "level", d.level, lambda v, k: self._choice(v, k, _LOG_LEVELS)
+            ),
+            format=self._get(
+                section,
+                "logging",
+                "format",
+                d.format,
+                lambda v, k: self._choice(v, k, _LOG_FORMATS),
+            ),
+        )
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
