@@ -1,0 +1,632 @@
+# -*- test-case-name: tests.broker.test_broker -*-
+"""
+The broker core: sessions, routing, retained messages, wills and session
+expiry, independent of any transport.
+
+Transports hand it packets through a L{ClientLink} (see
+L{mqttx.transports.mqtt}); it answers through the same link.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import replace
+from typing import TYPE_CHECKING, Protocol
+
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from mqttx.auth.anonymous import NoUserDatabase
+from mqttx.interfaces import IAuthenticator, IStore
+from mqttx.mqtt.packet_type import ProtocolVersion
+from mqttx.mqtt.packets import (
+    ConnAck,
+    Connect,
+    Disconnect,
+    PingResp,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    SubAck,
+    Subscribe,
+    UnsubAck,
+    Unsubscribe,
+    Will,
+)
+from mqttx.mqtt.properties import NO_PROPERTIES, Properties
+from mqttx.mqtt.reason_codes import ReasonCode, connack_code_v3
+from mqttx.mqtt.topics import SHARE_PREFIX, is_valid_topic_filter, is_valid_topic_name
+
+from .message import Message
+from .retained import RetainedIndex
+from .router import Router
+from .session import Counters, FrameCache, Session, SessionLink
+from .state import StoredSession, SubscriptionEntry
+
+if TYPE_CHECKING:
+    from mqttx.config import MQTTConfig
+
+#: The largest value of a four-byte session expiry: the session never ends.
+NEVER_EXPIRES = 0xFFFFFFFF
+
+
+class ClientLink(SessionLink, Protocol):
+    """What the broker needs of a client connection, beyond a session's needs."""
+
+    #: The name of the listener the client came in on.
+    listener: str
+    #: The client's address, for logs.
+    peer: str
+
+    def set_keep_alive(self, seconds: int) -> None:
+        """Impose the Server Keep Alive on the connection."""
+
+
+class Broker:
+    """
+    One MQTT broker.
+
+    @param config: the C{mqtt} section of the configuration.
+    @param clock: the time source for expiry and will delays.
+    @param store: where persistent sessions and retained messages are kept.
+    @param authenticator: checks credentials at CONNECT; by default
+        anonymous clients are let in.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        config: MQTTConfig,
+        *,
+        clock: IReactorTime,
+        store: IStore,
+        node_name: str = "mqttx",
+        authenticator: IAuthenticator | None = None,
+    ) -> None:
+        self.config = config
+        self.node_name = node_name
+        self.counters = Counters()
+        self.sessions: dict[str, Session] = {}
+        self.router = Router()
+        self.retained: RetainedIndex[Message] = RetainedIndex()
+        self._clock = clock
+        self._store = store
+        self._authenticator = authenticator or NoUserDatabase(True)
+        self._stopping = False
+        self.messages_received = 0
+
+    # Lifecycle.
+
+    def start(self) -> Deferred[None]:
+        """Load persistent sessions and retained messages from the store."""
+        return Deferred.fromCoroutine(self._start())
+
+    async def _start(self) -> None:
+        snapshot = await self._store.load()
+        now = self._clock.seconds()
+        for message in snapshot.retained:
+            if message.expires_at is None or message.expires_at > now:
+                self.retained.set(message.topic, message)
+            else:
+                self._store.delete_retained(message.topic)
+        for stored in snapshot.sessions:
+            self._restore(stored, now)
+        self.log.info(
+            "broker {node} ready: {sessions} stored sessions, {retained} retained messages",
+            node=self.node_name,
+            sessions=len(self.sessions),
+            retained=len(self.retained),
+            event_id="broker.started",
+        )
+
+    def _restore(self, stored: StoredSession, now: float) -> None:
+        record = stored.record
+        session = self._new_session(record.client_id, record.protocol_level, record.expiry_interval)
+        session.stored = True
+        for entry in record.subscriptions:
+            session.subscriptions[entry.topic_filter] = entry
+            self.router.subscribe(record.client_id, entry)
+        session.queue.extend(stored.queued)
+        for inflight in stored.inflight:
+            session.inflight[inflight.packet_id] = inflight
+        session.inbound_qos2.update(stored.inbound_qos2)
+        session.restore_sequence()
+        # A process that died while the client was connected lost the time
+        # it disconnected: count from now.
+        session.disconnected_at = record.disconnected_at if record.disconnected_at is not None else now
+        self.sessions[record.client_id] = session
+        if record.will is not None:
+            session.pending_will = record.will
+            due = record.will_at if record.will_at is not None else now
+            session.will_call = self._clock.callLater(max(0.0, due - now), self._fire_will, session)
+        remaining = session.disconnected_at + session.expiry_interval - now
+        if remaining <= 0:
+            self._end_session(session)
+        else:
+            session.expiry_call = self._clock.callLater(remaining, self._expire, session)
+
+    def shutdown(self) -> Deferred[None]:
+        """
+        Close every client connection (MQTT 5 clients get DISCONNECT 0x8B),
+        then keep persistent sessions in the store as they stand, with their
+        pending wills, and stop every timer.
+        """
+        return Deferred.fromCoroutine(self._shutdown())
+
+    async def _shutdown(self) -> None:
+        self._stopping = True
+        closing = [
+            s.link.close(ReasonCode.SERVER_SHUTTING_DOWN)
+            for s in list(self.sessions.values())
+            if s.link is not None
+        ]
+        await gatherResults(closing)
+        writes = []
+        for session in self.sessions.values():
+            for call in (session.will_call, session.expiry_call):
+                if call is not None and call.active():
+                    call.cancel()
+            if session.persistent:
+                writes.append(self._store.save_session(session.record()))
+        await gatherResults(writes)
+        self.log.info("broker {node} stopped", node=self.node_name, event_id="broker.stopped")
+
+    # CONNECT and the end of connections.
+
+    def connect(self, link: ClientLink, connect: Connect) -> Deferred[Session | None]:
+        """
+        Decide on a CONNECT and answer it with CONNACK.
+
+        @return: a Deferred firing with the client's session if it was let in,
+            or C{None} after a refusal (the caller then closes the connection).
+        """
+        level = connect.protocol_level
+        v5 = level == ProtocolVersion.MQTT_5
+        props = connect.properties
+        client_id = connect.client_id
+        assigned = None
+        if not client_id:
+            if level == ProtocolVersion.MQTT_3_1 or (not v5 and not connect.clean_start):
+                # [MQTT-3.1.3-8] 3.1.1 assigns an id only with a clean session.
+                return self._refuse(link, connect, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
+            client_id = assigned = "mqttx-" + secrets.token_hex(8)
+        if props.authentication_method is not None:
+            # No enhanced authentication method is offered [MQTT-4.12.0-1].
+            return self._refuse(link, connect, ReasonCode.BAD_AUTHENTICATION_METHOD)
+        will = connect.will
+        if will is not None:
+            if not is_valid_topic_name(will.topic):
+                return self._refuse(link, connect, ReasonCode.TOPIC_NAME_INVALID)
+            if will.retain and not self.config.retain_available:
+                # [MQTT-3.2.2-13]
+                return self._refuse(link, connect, ReasonCode.RETAIN_NOT_SUPPORTED)
+        server_keep_alive = None
+        keepalive_max = self.config.keepalive_max
+        if keepalive_max and (connect.keep_alive == 0 or connect.keep_alive > keepalive_max):
+            if not v5:
+                # 3.1.1 cannot be told another keep-alive: refuse, as Mosquitto does.
+                return self._refuse(link, connect, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
+            server_keep_alive = keepalive_max
+        d = self._authenticator.authenticate(client_id, connect.username, connect.password, link.listener)
+        return d.addCallback(self._authenticated, link, connect, client_id, assigned, server_keep_alive)
+
+    def _authenticated(
+        self,
+        code: int,
+        link: ClientLink,
+        connect: Connect,
+        client_id: str,
+        assigned: str | None,
+        server_keep_alive: int | None,
+    ) -> Deferred[Session | None] | Session | None:
+        if code != ReasonCode.SUCCESS:
+            return self._refuse(link, connect, ReasonCode(code))
+        if self._stopping:
+            return self._refuse(link, connect, ReasonCode.SERVER_UNAVAILABLE)
+        return self._admit(link, connect, client_id, assigned, server_keep_alive)
+
+    def _refuse(self, link: ClientLink, connect: Connect, code: ReasonCode) -> Deferred[Session | None]:
+        self.log.info(
+            "CONNACK {code.name} for {client_id!r} from {peer}",
+            code=code,
+            client_id=connect.client_id,
+            peer=link.peer,
+            event_id="connect.refused",
+        )
+        if connect.protocol_level == ProtocolVersion.MQTT_5:
+            link.send(ConnAck(False, code))
+        else:
+            link.send(ConnAck(False, connack_code_v3(code)))
+        return succeed(None)
+
+    def _admit(
+        self,
+        link: ClientLink,
+        connect: Connect,
+        client_id: str,
+        assigned: str | None,
+        server_keep_alive: int | None,
+    ) -> Session:
+        config = self.config
+        level = connect.protocol_level
+        v5 = level == ProtocolVersion.MQTT_5
+        existing = self.sessions.get(client_id)
+        if existing is not None and existing.link is not None:
+            # [MQTT-3.1.4-3] Take the session over: close the old connection,
+            # which loses its will as any abnormal end would.
+            old = existing.link
+            existing.link = None
+            old.close(ReasonCode.SESSION_TAKEN_OVER)
+            self.log.info(
+                "session {client_id!r} taken over by {peer}",
+                client_id=client_id,
+                peer=link.peer,
+                event_id="session.takeover",
+            )
+            self._detach(existing)
+            existing = self.sessions.get(client_id)
+        if existing is not None and connect.clean_start:
+            # [MQTT-3.1.2-4] Clean start discards the existing session.
+            self._end_session(existing)
+            existing = None
+
+        if v5:
+            requested = connect.properties.session_expiry_interval or 0
+        else:
+            requested = 0 if connect.clean_start else NEVER_EXPIRES
+        expiry = min(requested, config.max_session_expiry)
+
+        if existing is None:
+            session = self._new_session(client_id, level, expiry)
+            self.sessions[client_id] = session
+            present = False
+        else:
+            session = existing
+            present = True
+            # [MQTT-3.1.3-9] A resumed session cancels a delayed will.
+            session.cancel_timers()
+            session.pending_will = None
+            session.protocol_level = level
+            session.expiry_interval = expiry
+
+        session.will, session.will_delay = self._will_of(connect.will, client_id)
+        session.send_quota = (
+            connect.properties.receive_maximum or 65535 if v5 else config.max_inflight
+        )
+        session.disconnected_at = None
+        session.link = link
+        if server_keep_alive is not None:
+            link.set_keep_alive(server_keep_alive)
+        if session.persistent:
+            session.stored = True
+            self._store.save_session(session.record())
+        elif session.stored:
+            session.stored = False
+            self._store.delete_session(client_id)
+
+        props = NO_PROPERTIES
+        if v5:
+            props = self._connack_properties(requested, expiry, assigned, server_keep_alive)
+        link.send(ConnAck(present, ReasonCode.SUCCESS, props))
+        self.log.info(
+            "client {client_id!r} connected from {peer} (MQTT level {protocol_level}, session present: {present})",
+            client_id=client_id,
+            peer=link.peer,
+            protocol_level=level,
+            present=present,
+            event_id="client.connected",
+        )
+        if present:
+            session.resend_inflight()
+            session.drain()
+        return session
+
+    def _connack_properties(
+        self, requested: int, expiry: int, assigned: str | None, server_keep_alive: int | None
+    ) -> Properties:
+        config = self.config
+        return Properties(
+            # [MQTT-3.2.2-?] Tell the client when its expiry was cut down.
+            session_expiry_interval=expiry if expiry != requested else None,
+            assigned_client_identifier=assigned,
+            server_keep_alive=server_keep_alive,
+            receive_maximum=config.receive_maximum if config.receive_maximum != 65535 else None,
+            maximum_packet_size=config.max_packet_size,
+            topic_alias_maximum=config.topic_alias_maximum or None,
+            retain_available=None if config.retain_available else 0,
+            # Shared subscriptions are not offered by this release.
+            shared_subscription_available=0,
+        )
+
+    def _will_of(self, will: Will | None, client_id: str) -> tuple[Message | None, int]:
+        if will is None:
+            return None, 0
+        props = will.properties
+        delay = props.will_delay_interval or 0
+        if props.will_delay_interval is not None:
+            props = replace(props, will_delay_interval=None)
+        return Message(will.topic, will.payload, will.qos, will.retain, props, client_id), delay
+
+    def disconnect(self, session: Session, packet: Disconnect) -> None:
+        """
+        The client sent DISCONNECT: drop its will unless it asked for it
+        (MQTT 5 reason 0x04) [MQTT-3.1.2-10], and apply a new session expiry.
+        """
+        if packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL_MESSAGE:
+            session.will = None
+        expiry = packet.properties.session_expiry_interval
+        if expiry is not None:
+            session.expiry_interval = min(expiry, self.config.max_session_expiry)
+
+    def connection_lost(self, session: Session, link: ClientLink) -> None:
+        """
+        A client's connection is gone. Unless the client sent DISCONNECT (and
+        no will was asked for), its will is published, after the will delay.
+        """
+        if session.link is not link:
+            return  # Taken over: the new connection owns the session.
+        session.link = None
+        self.log.info(
+            "client {client_id!r} disconnected",
+            client_id=session.client_id,
+            event_id="client.disconnected",
+        )
+        self._detach(session)
+
+    def _detach(self, session: Session) -> None:
+        now = self._clock.seconds()
+        session.disconnected_at = now
+        will = session.will
+        session.will = None
+        if will is not None:
+            # [MQTT-3.1.3-9] The will waits for its delay, but never outlives the session.
+            delay = min(session.will_delay, session.expiry_interval)
+            if delay == 0 or self._stopping and not session.persistent:
+                self._publish_will(will)
+            else:
+                session.pending_will = will
+                session.will_call = self._clock.callLater(delay, self._fire_will, session)
+        if session.expiry_interval == 0:
+            self._end_session(session)
+            return
+        if not self._stopping:
+            session.expiry_call = self._clock.callLater(session.expiry_interval, self._expire, session)
+        if session.persistent:
+            self._store.save_session(session.record())
+
+    def _fire_will(self, session: Session) -> None:
+        will = session.pending_will
+        session.pending_will = None
+        session.will_call = None
+        if will is not None:
+            self._publish_will(will)
+            if session.persistent and self.sessions.get(session.client_id) is session:
+                self._store.save_session(session.record())
+
+    def _publish_will(self, will: Message) -> None:
+        expiry = will.properties.message_expiry_interval
+        if expiry is not None:
+            will = replace(will, expires_at=self._clock.seconds() + expiry)
+        self.route(will)
+
+    def _expire(self, session: Session) -> None:
+        session.expiry_call = None
+        self.log.info("session {client_id!r} expired", client_id=session.client_id, event_id="session.expired")
+        self._end_session(session)
+
+    def _new_session(self, client_id: str, level: int, expiry: int) -> Session:
+        return Session(
+            client_id,
+            level,
+            expiry,
+            store=self._store,
+            counters=self.counters,
+            max_queued=self.config.max_queued_messages,
+            clock_seconds=self._clock.seconds,
+        )
+
+    def _end_session(self, session: Session) -> None:
+        session.cancel_timers()
+        will = session.pending_will
+        session.pending_will = None
+        for topic_filter in session.subscriptions:
+            self.router.unsubscribe(session.client_id, topic_filter)
+        session.subscriptions.clear()
+        if self.sessions.get(session.client_id) is session:
+            del self.sessions[session.client_id]
+        if session.stored:
+            session.stored = False
+            self._store.delete_session(session.client_id)
+        if will is not None:
+            # [MQTT-3.1.3-9] Sent at the latest when the session ends.
+            self._publish_will(will)
+
+    # PUBLISH and its acknowledgements, inbound.
+
+    def publish(self, session: Session, packet: Publish) -> None:
+        """A client published: route the message and acknowledge it by its QoS."""
+        link = session.link
+        if link is None:
+            return
+        self.messages_received += 1
+        qos = packet.qos
+        if packet.retain and not self.config.retain_available:
+            # [MQTT-3.3.1-?] MQTT 5 0x9A; 3.1.1 can only close.
+            link.close(ReasonCode.RETAIN_NOT_SUPPORTED)
+            return
+        pid = packet.packet_id
+        if qos == 2 and pid in session.inbound_qos2:
+            # [MQTT-4.3.3-10] A repeated PUBLISH before PUBREL is not delivered again.
+            link.send(PubRec(pid))
+            return
+        expiry = packet.properties.message_expiry_interval
+        message = Message(
+            packet.topic,
+            packet.payload,
+            qos,
+            packet.retain,
+            packet.properties,
+            session.client_id,
+            None if expiry is None else self._clock.seconds() + expiry,
+        )
+        matched = self.route(message)
+        if qos == 0:
+            return
+        assert pid is not None
+        code = ReasonCode.SUCCESS
+        if not matched and link.protocol_level == ProtocolVersion.MQTT_5:
+            code = ReasonCode.NO_MATCHING_SUBSCRIBERS
+        if qos == 1:
+            link.send(PubAck(pid, code))
+        else:
+            session.inbound_qos2.add(pid)
+            if session.persistent:
+                self._store.add_inbound_qos2(session.client_id, pid)
+            link.send(PubRec(pid, code))
+
+    def route(self, message: Message) -> int:
+        """
+        Deliver a message to every matching session and keep it if retained.
+
+        @return: how many sessions it matched.
+        """
+        if message.retain:
+            self._retain(message)
+        routes = self.router.match(message.topic)
+        if not routes:
+            return 0
+        sessions = self.sessions
+        frames: FrameCache = {}
+        origin = message.origin
+        qos = message.qos
+        for route in routes:
+            if route.no_local and route.client_id == origin:
+                continue  # [MQTT-3.8.3-3]
+            session = sessions[route.client_id]
+            # [MQTT-3.3.1-9] 3.1.1 / [MQTT-3.3.1-12] 5.0: live messages go out
+            # with RETAIN=0 unless Retain As Published.
+            session.deliver(
+                message,
+                qos if qos <= route.qos else route.qos,
+                message.retain and route.retain_as_published,
+                route.subscription_ids,
+                frames,
+            )
+        return len(routes)
+
+    def _retain(self, message: Message) -> None:
+        if message.payload:
+            # [MQTT-3.3.1-5] Keep the last retained message of the topic.
+            self.retained.set(message.topic, message)
+            self._store.put_retained(message)
+        elif self.retained.discard(message.topic):
+            # [MQTT-3.3.1-6] [MQTT-3.3.1-7] An empty payload clears it, and
+            # is not kept itself.
+            self._store.delete_retained(message.topic)
+
+    def pubrel(self, session: Session, packet: PubRel) -> None:
+        """PUBREL: the inbound QoS 2 exchange ends with PUBCOMP [MQTT-4.3.3-11]."""
+        link = session.link
+        if link is None:
+            return
+        pid = packet.packet_id
+        if pid in session.inbound_qos2:
+            session.inbound_qos2.discard(pid)
+            if session.persistent:
+                self._store.remove_inbound_qos2(session.client_id, pid)
+            link.send(PubComp(pid))
+        elif link.protocol_level == ProtocolVersion.MQTT_5:
+            link.send(PubComp(pid, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
+        else:
+            link.send(PubComp(pid))
+
+    def puback(self, session: Session, packet: PubAck) -> None:
+        """PUBACK for an outbound QoS 1 message."""
+        session.puback(packet.packet_id)
+
+    def pubrec(self, session: Session, packet: PubRec) -> None:
+        """PUBREC for an outbound QoS 2 message: answer PUBREL."""
+        if not session.pubrec(packet.packet_id, packet.reason_code) and session.link is not None:
+            code = 0
+            if session.link.protocol_level == ProtocolVersion.MQTT_5:
+                code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
+            session.link.send(PubRel(packet.packet_id, code))
+
+    def pubcomp(self, session: Session, packet: PubComp) -> None:
+        """PUBCOMP for an outbound QoS 2 message."""
+        session.pubcomp(packet.packet_id)
+
+    # Subscriptions.
+
+    def subscribe(self, session: Session, packet: Subscribe) -> None:
+        """
+        Add subscriptions, answer SUBACK, then send the retained messages
+        the new subscriptions match ([MQTT-3.8.4-4]).
+        """
+        link = session.link
+        if link is None:
+            return
+        v5 = link.protocol_level == ProtocolVersion.MQTT_5
+        ids = packet.properties.subscription_identifier
+        sub_id = ids[0] if ids else None
+        codes: list[int] = []
+        wants_retained: list[SubscriptionEntry] = []
+        for sub in packet.subscriptions:
+            topic_filter = sub.topic_filter
+            if not is_valid_topic_filter(topic_filter):
+                codes.append(ReasonCode.TOPIC_FILTER_INVALID if v5 else 0x80)
+                continue
+            if topic_filter.startswith(SHARE_PREFIX):
+                codes.append(ReasonCode.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80)
+                continue
+            entry = SubscriptionEntry(
+                topic_filter, sub.qos, sub.no_local, sub.retain_as_published, sub.retain_handling, sub_id
+            )
+            existed = self.router.subscribe(session.client_id, entry)
+            session.subscriptions[topic_filter] = entry
+            codes.append(sub.qos)
+            # [MQTT-3.3.1-9..11] Retain Handling 0: always, 1: if new, 2: never.
+            if sub.retain_handling == 0 or (sub.retain_handling == 1 and not existed):
+                wants_retained.append(entry)
+        if session.persistent:
+            self._store.save_session(session.record())
+        link.send(SubAck(packet.packet_id, tuple(codes)))
+        now = self._clock.seconds()
+        for entry in wants_retained:
+            self._send_retained(session, entry, now)
+
+    def _send_retained(self, session: Session, entry: SubscriptionEntry, now: float) -> None:
+        ids = () if entry.subscription_id is None else (entry.subscription_id,)
+        for topic, message in self.retained.match(entry.topic_filter):
+            if message.expires_at is not None and message.expires_at <= now:
+                self.retained.discard(topic)
+                self._store.delete_retained(topic)
+                continue
+            # [MQTT-3.3.1-8] Sent because of a new subscription: RETAIN=1.
+            session.deliver(message, min(message.qos, entry.qos), True, ids, {})
+
+    def unsubscribe(self, session: Session, packet: Unsubscribe) -> None:
+        """Remove subscriptions and answer UNSUBACK [MQTT-3.10.4-4]."""
+        link = session.link
+        if link is None:
+            return
+        codes: list[int] = []
+        for topic_filter in packet.topic_filters:
+            if session.subscriptions.pop(topic_filter, None) is not None:
+                self.router.unsubscribe(session.client_id, topic_filter)
+                codes.append(ReasonCode.SUCCESS)
+            else:
+                codes.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
+        if session.persistent:
+            self._store.save_session(session.record())
+        link.send(UnsubAck(packet.packet_id, tuple(codes)))
+
+    def pingreq(self, session: Session) -> None:
+        """PINGREQ gets PINGRESP [MQTT-3.12.4-1]."""
+        if session.link is not None:
+            session.link.send(PingResp())
+

@@ -1,0 +1,343 @@
+# -*- test-case-name: tests.broker.test_broker -*-
+"""
+A session: the state the broker keeps for one client identifier, online or
+not, and the outbound half of the QoS protocol.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import replace
+from typing import TYPE_CHECKING, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+
+from mqttx.mqtt.codec import encode, encode_publish_frame
+from mqttx.mqtt.packet_type import ProtocolVersion
+from mqttx.mqtt.packets import Packet, Publish, PubRel
+from mqttx.mqtt.properties import NO_PROPERTIES, Properties
+
+from .message import Message
+from .state import Delivery, InflightEntry, SessionRecord, SubscriptionEntry
+
+if TYPE_CHECKING:
+    from mqttx.interfaces import IStore
+
+
+class SessionLink(Protocol):
+    """What a session needs of the connection it is attached to."""
+
+    protocol_level: int
+    #: The largest packet the client accepts.
+    max_packet_size: int
+    #: True while the client's transport cannot take more bytes.
+    paused: bool
+
+    def write(self, data: bytes) -> None:
+        """Write encoded packets to the client."""
+
+    def send(self, packet: Packet) -> None:
+        """Encode and write one packet."""
+
+    def close(self, reason_code: int, reason_string: str | None = None) -> Deferred[None]:
+        """Close the connection (MQTT 5: with DISCONNECT); fires once it is gone."""
+
+
+#: Per-publish cache of encoded PUBLISH frames, by delivery shape.
+FrameCache = dict[tuple[int, int, bool, tuple[int, ...]], tuple[bytes, int]]
+
+_PID_BYTES = [i.to_bytes(2, "big") for i in range(65536)]
+
+
+class Counters:
+    """Plain counters for the metrics collector, read at scrape time."""
+
+    __slots__ = ("delivered", "dropped_qos0", "dropped_queue_full", "dropped_too_large", "dropped_expired")
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.dropped_qos0 = 0
+        self.dropped_queue_full = 0
+        self.dropped_too_large = 0
+        self.dropped_expired = 0
+
+
+class Session:
+    """
+    One client's session.
+
+    Outbound QoS 1/2 messages go out while fewer than C{send_quota} are in
+    flight (the client's Receive Maximum, or C{max_inflight} for 3.1.1);
+    others wait in a queue bounded by C{max_queued}, in order. While offline
+    or while the client's transport is paused, QoS 0 messages are dropped and
+    QoS 1/2 queued.
+
+    @ivar persistent: whether the session outlives its connection (expiry
+        interval > 0); only persistent sessions are written to the store.
+    """
+
+    def __init__(
+        self,
+        client_id: str,
+        protocol_level: int,
+        expiry_interval: int,
+        *,
+        store: IStore,
+        counters: Counters,
+        max_queued: int,
+        clock_seconds: Callable[[], float],
+    ) -> None:
+        self.client_id = client_id
+        self.protocol_level = protocol_level
+        self.expiry_interval = expiry_interval
+        self.subscriptions: dict[str, SubscriptionEntry] = {}
+        self.queue: deque[Delivery] = deque()
+        self.inflight: dict[int, InflightEntry] = {}
+        self.inbound_qos2: set[int] = set()
+        self.link: SessionLink | None = None
+        self.send_quota = 65535
+        self.will: Message | None = None
+        self.will_delay = 0
+        self.pending_will: Message | None = None
+        self.will_call: IDelayedCall | None = None
+        self.expiry_call: IDelayedCall | None = None
+        self.disconnected_at: float | None = None
+        #: Whether the store holds a record of this session.
+        self.stored = False
+        self._store = store
+        self._counters = counters
+        self._max_queued = max_queued
+        self._seconds = clock_seconds
+        self._next_pid = 1
+        self._seq = 0
+
+    @property
+    def persistent(self) -> bool:
+        """Whether this session outlives its connection."""
+        return self.expiry_interval > 0
+
+    def cancel_timers(self) -> None:
+        """Stop the pending will and expiry timers."""
+        for call in (self.will_call, self.expiry_call):
+            if call is not None and call.active():
+                call.cancel()
+        self.will_call = self.expiry_call = None
+
+    def restore_sequence(self) -> None:
+        """After loading from a store, continue sequence numbers past the loaded ones."""
+        seqs = [d.seq for d in self.queue] + [e.delivery.seq for e in self.inflight.values()]
+        self._seq = max(seqs, default=0)
+
+    def record(self) -> SessionRecord:
+        """The durable part of this session, for the store."""
+        will_at = None
+        if self.pending_will is not None and self.will_call is not None:
+            will_at = self.will_call.getTime()
+        return SessionRecord(
+            client_id=self.client_id,
+            protocol_level=self.protocol_level,
+            expiry_interval=self.expiry_interval,
+            subscriptions=tuple(self.subscriptions.values()),
+            disconnected_at=self.disconnected_at,
+            will=self.pending_will,
+            will_at=will_at,
+        )
+
+    # Delivery: the hot path.
+
+    def deliver(self, message: Message, qos: int, retain: bool, sub_ids: tuple[int, ...], frames: FrameCache) -> None:
+        """
+        Send, queue or drop one message for this session.
+
+        @param qos: the delivery QoS, already min(published, granted).
+        @param frames: encoded frames shared by every session that gets this
+            message in the same shape.
+        """
+        link = self.link
+        if qos == 0:
+            if link is None or link.paused:
+                self._counters.dropped_qos0 += 1
+                return
+            frame = self._frame(link, message, 0, retain, sub_ids, frames)
+            if frame is not None:
+                link.write(frame[0])
+                self._counters.delivered += 1
+            return
+        self._seq += 1
+        delivery = Delivery(self._seq, message, qos, retain, sub_ids)
+        if link is not None and not link.paused and not self.queue and len(self.inflight) < self.send_quota:
+            self._send_inflight(link, delivery, frames)
+            return
+        if len(self.queue) >= self._max_queued:
+            self._counters.dropped_queue_full += 1
+            return
+        self.queue.append(delivery)
+        if self.persistent:
+            self._store.add_queued(self.client_id, delivery)
+
+    def _frame(
+        self,
+        link: SessionLink,
+        message: Message,
+        qos: int,
+        retain: bool,
+        sub_ids: tuple[int, ...],
+        frames: FrameCache,
+    ) -> tuple[bytes, int] | None:
+        level = link.protocol_level
+        key = (level, qos, retain, sub_ids)
+        frame = frames.get(key)
+        if frame is None:
+            frame = frames[key] = encode_publish_frame(
+                Publish(
+                    message.topic,
+                    message.payload,
+                    qos,
+                    retain,
+                    False,
+                    1 if qos else None,
+                    self._properties(level, message, sub_ids),
+                ),
+                level,
+            )
+        if len(frame[0]) > link.max_packet_size:
+            # [MQTT-3.3.4-7] Not sent, and handled as if it had been.
+            self._counters.dropped_too_large += 1
+            return None
+        return frame
+
+    def _properties(self, level: int, message: Message, sub_ids: tuple[int, ...]) -> Properties:
+        if level != ProtocolVersion.MQTT_5:
+            return NO_PROPERTIES
+        props = message.properties
+        if message.expires_at is not None:
+            # [MQTT-3.3.2-6] Forward the time the message has left.
+            remaining = max(0, math.ceil(message.expires_at - self._seconds()))
+            props = replace(props, message_expiry_interval=remaining)
+        if sub_ids:
+            props = replace(props, subscription_identifier=sub_ids)
+        return props
+
+    def _allocate_pid(self) -> int:
+        pid = self._next_pid
+        inflight = self.inflight
+        while pid in inflight:
+            pid = pid + 1 if pid < 65535 else 1
+        self._next_pid = pid + 1 if pid < 65535 else 1
+        return pid
+
+    def _send_inflight(self, link: SessionLink, delivery: Delivery, frames: FrameCache) -> bool:
+        message = delivery.message
+        frame = self._frame(link, message, delivery.qos, delivery.retain, delivery.subscription_ids, frames)
+        if frame is None:
+            return False
+        pid = self._allocate_pid()
+        entry = InflightEntry(pid, delivery)
+        self.inflight[pid] = entry
+        if self.persistent:
+            self._store.put_inflight(self.client_id, entry)
+        data, offset = frame
+        link.write(data[:offset] + _PID_BYTES[pid] + data[offset + 2 :])
+        self._counters.delivered += 1
+        return True
+
+    def drain(self) -> None:
+        """Send queued messages while the link is writable and the quota allows."""
+        link = self.link
+        queue = self.queue
+        now = self._seconds()
+        while queue and link is not None and not link.paused and len(self.inflight) < self.send_quota:
+            delivery = queue.popleft()
+            if self.persistent:
+                self._store.remove_queued(self.client_id, delivery.seq)
+            expires_at = delivery.message.expires_at
+            if expires_at is not None and expires_at <= now:
+                self._counters.dropped_expired += 1
+                continue
+            self._send_inflight(link, delivery, {})
+            link = self.link
+
+    # Outbound acknowledgements.
+
+    def puback(self, packet_id: int) -> bool:
+        """PUBACK arrived: a QoS 1 delivery is complete. @return: whether it was known."""
+        entry = self.inflight.get(packet_id)
+        if entry is None or entry.delivery.qos != 1:
+            return False
+        self._complete(packet_id)
+        return True
+
+    def pubrec(self, packet_id: int, reason_code: int) -> bool:
+        """
+        PUBREC arrived for a QoS 2 delivery: answer PUBREL (unless the client
+        refused the message with a reason code >= 0x80, which ends it).
+
+        @return: whether the packet identifier was known.
+        """
+        entry = self.inflight.get(packet_id)
+        if entry is None or entry.delivery.qos != 2:
+            return False
+        if reason_code >= 0x80:
+            self._complete(packet_id)
+            return True
+        if not entry.released:
+            entry = replace(entry, released=True)
+            self.inflight[packet_id] = entry
+            if self.persistent:
+                self._store.put_inflight(self.client_id, entry)
+        if self.link is not None:
+            self.link.send(PubRel(packet_id))
+        return True
+
+    def pubcomp(self, packet_id: int) -> bool:
+        """PUBCOMP arrived: a QoS 2 delivery is complete. @return: whether it was known."""
+        entry = self.inflight.get(packet_id)
+        if entry is None or not entry.released:
+            return False
+        self._complete(packet_id)
+        return True
+
+    def _complete(self, packet_id: int) -> None:
+        del self.inflight[packet_id]
+        if self.persistent:
+            self._store.remove_inflight(self.client_id, packet_id)
+        if self.queue:
+            self.drain()
+
+    def resend_inflight(self) -> None:
+        """
+        On resumption, resend unacknowledged PUBLISH with DUP=1 and PUBREL for
+        released QoS 2 messages, in their original order ([MQTT-4.4.0-1],
+        [MQTT-4.6.0-1]).
+        """
+        link = self.link
+        assert link is not None
+        level = link.protocol_level
+        now = self._seconds()
+        for pid, entry in list(self.inflight.items()):
+            if entry.released:
+                link.send(PubRel(pid))
+                continue
+            d = entry.delivery
+            message = d.message
+            if message.expires_at is not None and message.expires_at <= now:
+                self._counters.dropped_expired += 1
+                del self.inflight[pid]
+                if self.persistent:
+                    self._store.remove_inflight(self.client_id, pid)
+                continue
+            data = encode(
+                Publish(
+                    message.topic, message.payload, d.qos, d.retain, True, pid,
+                    self._properties(level, message, d.subscription_ids),
+                ),
+                level,
+            )
+            if len(data) <= link.max_packet_size:
+                link.write(data)
+            else:
+                self._counters.dropped_too_large += 1
+                self._complete(pid)

@@ -1,0 +1,343 @@
+# -*- test-case-name: tests.transports.test_mqtt -*-
+"""
+MQTT over a byte stream (TCP, TLS, WebSocket adapters): the thin Twisted
+adapter between a transport and the sans-IO L{Connection} and the L{Broker}.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from mqttx.broker.broker import Broker
+from mqttx.broker.session import Session
+from mqttx.mqtt.codec import encode
+from mqttx.mqtt.connection import Connection
+from mqttx.mqtt.errors import MalformedPacket
+from mqttx.mqtt.packet_type import PacketType, ProtocolVersion
+from mqttx.mqtt.packets import ConnAck, Connect, Disconnect, Packet
+from mqttx.mqtt.reason_codes import ConnackReturnCode, ReasonCode
+
+#: Seconds a new connection has to send CONNECT.
+CONNECT_TIMEOUT = 10.0
+#: Seconds a closing connection has to flush before it is aborted.
+ABORT_TIMEOUT = 5.0
+
+
+def _describe(address: IAddress) -> str:
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    return f"{host}:{port}" if host is not None else str(address)
+
+
+@implementer(IPushProducer)
+class MQTTServerProtocol(Protocol):
+    """
+    One client connection. Registers itself as the push producer of its
+    transport: while the transport's buffer is full the session is
+    C{paused} (QoS 0 dropped, QoS 1/2 queued) and the client is not read,
+    so TCP pushes back on it.
+
+    @ivar protocol_level: the client's MQTT version, once CONNECT arrived.
+    @ivar max_packet_size: the largest packet the client accepts.
+    @ivar paused: whether the transport cannot take more bytes now.
+    """
+
+    log = Logger()
+
+    def __init__(self, broker: Broker, clock: IReactorTime, listener: str) -> None:
+        self.broker = broker
+        self.listener = listener
+        self.peer = "?"
+        self.protocol_level: int = ProtocolVersion.MQTT_3_1_1
+        self.max_packet_size = 0
+        self.paused = False
+        self._clock = clock
+        self._session: Session | None = None
+        self._backlog: list[Packet] | None = None
+        self._timer: IDelayedCall | None = None
+        self._abort_call: IDelayedCall | None = None
+        self._waiters: list[Deferred[None]] = []
+        self._lost = False
+        self._closing = False
+        self._reading_paused = False
+        config = broker.config
+        self._conn = Connection(
+            max_packet_size=config.max_packet_size,
+            receive_maximum=config.receive_maximum,
+            topic_alias_maximum=config.topic_alias_maximum,
+        )
+
+    # Twisted's side.
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.peer = _describe(self.transport.getPeer())
+        self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
+        self._timer = self._clock.callLater(CONNECT_TIMEOUT, self._connect_timeout)
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            packets = self._conn.receive_data(data, self._clock.seconds())
+        except MalformedPacket as e:
+            self._protocol_error(e)
+            return
+        session = self._session
+        if session is None or self._backlog is not None:
+            self._before_admission(packets)
+            return
+        try:
+            for packet in packets:
+                _HANDLERS[packet.type](self.broker, session, packet)
+        except Exception:
+            self.log.failure(
+                "failed handling a packet from {client_id!r}",
+                client_id=session.client_id,
+                event_id="broker.error",
+            )
+            self.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+
+    def connectionLost(self, reason: Failure = Failure(Exception("connection lost"))) -> None:
+        for call in (self._timer, self._abort_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._timer = self._abort_call = None
+        self._closing = True
+        session = self._session
+        if session is not None:
+            self._session = None
+            try:
+                self.broker.connection_lost(session, self)
+            except Exception:
+                self.log.failure("failed ending {client_id!r}", client_id=session.client_id, event_id="broker.error")
+        self._lost = True
+        waiters, self._waiters = self._waiters, []
+        for d in waiters:
+            d.callback(None)
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self._update_reading()
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self._update_reading()
+        if self._session is not None and not self._closing:
+            self._session.drain()
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+    # The broker's side (ClientLink).
+
+    def write(self, data: bytes) -> None:
+        """Write encoded packets."""
+        assert self.transport is not None
+        self.transport.write(data)
+
+    def send(self, packet: Packet) -> None:
+        """Encode and write one packet."""
+        data = self._conn.send(packet)
+        if data:
+            assert self.transport is not None
+            self.transport.write(data)
+
+    def set_keep_alive(self, seconds: int) -> None:
+        """Replace the client's keep-alive with the Server Keep Alive."""
+        self._conn.keep_alive = seconds
+
+    def close(self, reason_code: int, reason_string: str | None = None) -> Deferred[None]:
+        """
+        Close the connection: MQTT 5 clients get DISCONNECT with
+        C{reason_code} first; a peer that does not let the bytes drain is
+        aborted after L{ABORT_TIMEOUT} seconds.
+
+        @return: a Deferred that fires once the connection is gone.
+        """
+        if self._lost:
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+        self._waiters.append(done)
+        if self._closing or self.transport is None:
+            return done
+        self._closing = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        data = self._conn.disconnect(reason_code, reason_string)
+        if data:
+            self.transport.write(data)
+        self.transport.loseConnection()
+        self._abort_call = self._clock.callLater(ABORT_TIMEOUT, self._abort)
+        return done
+
+    # Internals.
+
+    def _abort(self) -> None:
+        self._abort_call = None
+        if self.transport is not None:
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def _update_reading(self) -> None:
+        want_paused = self.paused or self._backlog is not None
+        if want_paused == self._reading_paused or self.transport is None:
+            return
+        self._reading_paused = want_paused
+        if want_paused:
+            self.transport.pauseProducing()  # type: ignore[attr-defined]
+        else:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]
+
+    def _before_admission(self, packets: list[Packet]) -> None:
+        if self._backlog is not None:
+            self._backlog.extend(packets)
+            return
+        if not packets:
+            return
+        connect = packets[0]
+        assert isinstance(connect, Connect)
+        self._backlog = packets[1:]
+        self.protocol_level = connect.protocol_level
+        self.max_packet_size = self._conn.client_maximum_packet_size
+        self._update_reading()
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        d = self.broker.connect(self, connect)
+        d.addCallbacks(self._admitted, self._connect_failed)
+
+    def _admitted(self, session: Session | None) -> None:
+        backlog = self._backlog or []
+        self._backlog = None
+        if session is None or self._closing:
+            # Refused: CONNACK is written; [MQTT-3.2.2-5] close.
+            self.close(ReasonCode.UNSPECIFIED_ERROR)
+            return
+        self._session = session
+        self._conn.accepted()
+        self._schedule_keepalive()
+        self._update_reading()
+        if backlog:
+            # Packets the client sent right behind CONNECT.
+            try:
+                for packet in backlog:
+                    _HANDLERS[packet.type](self.broker, session, packet)
+            except Exception:
+                self.log.failure("failed handling a packet", event_id="broker.error")
+                self.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+
+    def _connect_failed(self, failure: Failure) -> None:
+        self._backlog = None
+        self.log.failure("failed admitting a client from {peer}", failure, peer=self.peer, event_id="broker.error")
+        if self.protocol_level == ProtocolVersion.MQTT_5:
+            self.send(ConnAck(False, ReasonCode.UNSPECIFIED_ERROR))
+        else:
+            self.send(ConnAck(False, ConnackReturnCode.SERVER_UNAVAILABLE))
+        self.close(ReasonCode.UNSPECIFIED_ERROR)
+
+    def _connect_timeout(self) -> None:
+        self._timer = None
+        self.log.info("no CONNECT from {peer} in time", peer=self.peer, event_id="connect.timeout")
+        self.close(ReasonCode.MAXIMUM_CONNECT_TIME)
+
+    def _schedule_keepalive(self) -> None:
+        deadline = self._conn.keepalive_deadline()
+        if deadline is not None:
+            self._timer = self._clock.callLater(max(0.0, deadline - self._clock.seconds()), self._check_keepalive)
+
+    def _check_keepalive(self) -> None:
+        self._timer = None
+        deadline = self._conn.keepalive_deadline()
+        if deadline is None or self._closing:
+            return
+        now = self._clock.seconds()
+        if now < deadline:
+            self._timer = self._clock.callLater(deadline - now, self._check_keepalive)
+            return
+        # [MQTT-3.1.2-24] Nothing for 1.5 keep-alive periods.
+        self.log.info(
+            "keep-alive timeout for {client_id!r}",
+            client_id=self._session.client_id if self._session else None,
+            event_id="client.keepalive_timeout",
+        )
+        self.close(ReasonCode.KEEP_ALIVE_TIMEOUT)
+
+    def _protocol_error(self, error: MalformedPacket) -> None:
+        self.log.warn(
+            "bad packet from {peer}: {error}",
+            peer=self.peer,
+            error=str(error),
+            event_id="codec.malformed",
+        )
+        if self._session is None and self._backlog is None:
+            # [MQTT-4.13.1-1] Before CONNACK, refuse with CONNACK.
+            self._refuse_connect(error)
+        self.close(error.reason_code, error.detail)
+
+    def _refuse_connect(self, error: MalformedPacket) -> None:
+        level = self._conn.announced_level
+        if level is None or self.transport is None:
+            return
+        if level == ProtocolVersion.MQTT_5:
+            self.transport.write(encode(ConnAck(False, error.reason_code), ProtocolVersion.MQTT_5))
+        elif error.reason_code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION:
+            # [MQTT-3.1.2-2] 3.1.1 answers an unknown level with 0x01 (a
+            # 3.1.1-format CONNACK, which is what 3.1 clients also read).
+            self.transport.write(b"\x20\x02\x00\x01")
+
+
+def _disconnect(broker: Broker, session: Session, packet: Disconnect) -> None:
+    broker.disconnect(session, packet)
+    link = session.link
+    if link is not None:
+        link.close(ReasonCode.SUCCESS)
+
+
+def _pingreq(broker: Broker, session: Session, packet: Packet) -> None:
+    broker.pingreq(session)
+
+
+def _auth(broker: Broker, session: Session, packet: Packet) -> None:
+    # [MQTT-4.12.0-?] No enhanced authentication method was agreed at CONNECT.
+    if session.link is not None:
+        session.link.close(ReasonCode.PROTOCOL_ERROR, "AUTH without an authentication method")
+
+
+_HANDLERS: dict[PacketType, Callable[[Broker, Session, Any], None]] = {
+    PacketType.PUBLISH: Broker.publish,
+    PacketType.PUBACK: Broker.puback,
+    PacketType.PUBREC: Broker.pubrec,
+    PacketType.PUBREL: Broker.pubrel,
+    PacketType.PUBCOMP: Broker.pubcomp,
+    PacketType.SUBSCRIBE: Broker.subscribe,
+    PacketType.UNSUBSCRIBE: Broker.unsubscribe,
+    PacketType.PINGREQ: _pingreq,
+    PacketType.DISCONNECT: _disconnect,
+    PacketType.AUTH: _auth,
+}
+
+
+class MQTTServerFactory(Factory):
+    """
+    Builds an L{MQTTServerProtocol} for each connection to one listener.
+
+    @param listener: the listener's name, for logs and per-listener policy.
+    """
+
+    noisy = False
+
+    def __init__(self, broker: Broker, clock: IReactorTime, listener: str = "mqtt") -> None:
+        self.broker = broker
+        self.clock = clock
+        self.listener = listener
+
+    def buildProtocol(self, addr: IAddress) -> MQTTServerProtocol:
+        proto = MQTTServerProtocol(self.broker, self.clock, self.listener)
+        proto.factory = self
+        return proto
