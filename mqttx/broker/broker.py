@@ -330,7 +330,7 @@ class Broker:
     ) -> Properties:
         config = self.config
         return Properties(
-            # [MQTT-3.2.2-?] Tell the client when its expiry was cut down.
+            # MQTT 5 section 3.2.2.3.2: tell the client when its expiry was cut down.
             session_expiry_interval=expiry if expiry != requested else None,
             assigned_client_identifier=assigned,
             server_keep_alive=server_keep_alive,
@@ -455,7 +455,7 @@ class Broker:
         self.messages_received += 1
         qos = packet.qos
         if packet.retain and not self.config.retain_available:
-            # [MQTT-3.3.1-?] MQTT 5 0x9A; 3.1.1 can only close.
+            # MQTT 5 section 3.3.1.3: DISCONNECT 0x9A; 3.1.1 can only close.
             link.close(ReasonCode.RETAIN_NOT_SUPPORTED)
             return
         pid = packet.packet_id

@@ -161,7 +161,7 @@ class Router:
 
 def _merge(owners: list[str], entries: list[SubscriptionEntry]) -> tuple[Route, ...]:
     by_client: dict[str, list[SubscriptionEntry]] = {}
-    for owner, entry in zip(owners, entries):
+    for owner, entry in zip(owners, entries, strict=True):
         by_client.setdefault(owner, []).append(entry)
     routes = []
     for client_id, subs in by_client.items():

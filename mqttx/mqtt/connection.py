@@ -164,7 +164,7 @@ class Connection:
         if properties is None or packet.type is PacketType.PUBLISH:
             return b""
         lean = replace(properties, reason_string=None, user_property=())
-        data = encode(replace(packet, properties=lean), level)  # type: ignore[type-var]
+        data = encode(replace(packet, properties=lean), level)  # type: ignore[arg-type]
         return data if len(data) <= self.client_maximum_packet_size else b""
 
     def disconnect(self, reason_code: int, reason_string: str | None = None) -> bytes:

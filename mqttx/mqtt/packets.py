@@ -10,7 +10,7 @@ defaults, and the codec ignores them when encoding for that version.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Union
+from typing import ClassVar
 
 from .packet_type import PacketType
 from .properties import NO_PROPERTIES, Properties
@@ -193,7 +193,7 @@ class Auth:
     properties: Properties = NO_PROPERTIES
 
 
-Packet = Union[
-    Connect, ConnAck, Publish, PubAck, PubRec, PubRel, PubComp, Subscribe, SubAck,
-    Unsubscribe, UnsubAck, PingReq, PingResp, Disconnect, Auth,
-]
+Packet = (
+    Connect | ConnAck | Publish | PubAck | PubRec | PubRel | PubComp | Subscribe | SubAck
+    | Unsubscribe | UnsubAck | PingReq | PingResp | Disconnect | Auth
+)

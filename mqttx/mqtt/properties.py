@@ -76,7 +76,8 @@ def _spec(pid: PropertyId, ptype: PropertyType, *where: PacketType | str) -> Pro
     return PropertySpec(pid, pid.name.lower(), ptype, frozenset(where))
 
 
-_B, _I2, _I4, _VBI = PropertyType.BYTE, PropertyType.TWO_BYTE_INT, PropertyType.FOUR_BYTE_INT, PropertyType.VARIABLE_BYTE_INT
+_B, _I2, _I4 = PropertyType.BYTE, PropertyType.TWO_BYTE_INT, PropertyType.FOUR_BYTE_INT
+_VBI = PropertyType.VARIABLE_BYTE_INT
 _STR, _BIN, _PAIR = PropertyType.UTF8_STRING, PropertyType.BINARY, PropertyType.UTF8_PAIR
 _ACKS = (P.PUBACK, P.PUBREC, P.PUBREL, P.PUBCOMP)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -104,7 +104,7 @@ class MQTTServerProtocol(Protocol):
             )
             self.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
 
-    def connectionLost(self, reason: Failure = Failure(Exception("connection lost"))) -> None:
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
         for call in (self._timer, self._abort_call):
             if call is not None and call.active():
                 call.cancel()
@@ -304,7 +304,8 @@ def _pingreq(broker: Broker, session: Session, packet: Packet) -> None:
 
 
 def _auth(broker: Broker, session: Session, packet: Packet) -> None:
-    # [MQTT-4.12.0-?] No enhanced authentication method was agreed at CONNECT.
+    # MQTT 5 section 4.12: AUTH only follows a CONNECT with an Authentication
+    # Method, and mqttx refuses those with 0x8C.
     if session.link is not None:
         session.link.close(ReasonCode.PROTOCOL_ERROR, "AUTH without an authentication method")
 
@@ -337,7 +338,7 @@ class MQTTServerFactory(Factory):
         self.clock = clock
         self.listener = listener
 
-    def buildProtocol(self, addr: IAddress) -> MQTTServerProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> MQTTServerProtocol:
         proto = MQTTServerProtocol(self.broker, self.clock, self.listener)
         proto.factory = self
         return proto
