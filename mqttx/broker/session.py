@@ -339,5 +339,9 @@ class Session:
             if len(data) <= link.max_packet_size:
                 link.write(data)
             else:
+                # Dropped without draining the queue, which would send newer
+                # messages ahead of the older in-flight ones still to resend.
                 self._counters.dropped_too_large += 1
-                self._complete(pid)
+                del self.inflight[pid]
+                if self.persistent:
+                    self._store.remove_inflight(self.client_id, pid)

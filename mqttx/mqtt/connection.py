@@ -234,6 +234,8 @@ class Connection:
                 ReasonCode.PROTOCOL_ERROR,
                 "session expiry set at DISCONNECT after zero at CONNECT",
             )
+        # The client ended the connection: the server sends no DISCONNECT back.
+        self._accepted = False
         self.state = State.CLOSED
 
     def _check_publish(self, publish: Publish) -> Publish:

@@ -84,6 +84,10 @@ class MQTTServerProtocol(Protocol):
         self._timer = self._clock.callLater(CONNECT_TIMEOUT, self._connect_timeout)
 
     def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            # Closed (taken over, shut down, refused): its session may belong
+            # to another connection already.
+            return
         try:
             packets = self._conn.receive_data(data, self._clock.seconds())
         except MalformedPacket as e:
@@ -215,7 +219,11 @@ class MQTTServerProtocol(Protocol):
     def _admitted(self, session: Session | None) -> None:
         backlog = self._backlog or []
         self._backlog = None
-        if session is None or self._closing:
+        if session is not None and self._closing:
+            # The connection went away while the broker decided.
+            self.broker.connection_lost(session, self)
+            return
+        if session is None:
             # Refused: CONNACK is written; [MQTT-3.2.2-5] close.
             self.close(ReasonCode.UNSPECIFIED_ERROR)
             return
