@@ -1,0 +1,578 @@
+# -*- test-case-name: tests.test_config -*-
+"""
+Tests for L{mqttx.config}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import FrozenInstanceError
+
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
+
+from mqttx.config import (
+    DEFAULT_LISTENERS,
+    AuthConfig,
+    Config,
+    ConfigError,
+    ListenerConfig,
+    LoggingConfig,
+    MQTTConfig,
+    NodeConfig,
+    PersistenceConfig,
+    load_config,
+    parse_config,
+)
+
+EXAMPLE = FilePath(__file__).parent().parent().descendant(["etc", "mqttx.yaml"])
+SOURCE = "etc/x.yaml"
+
+
+def listener(endpoint: str = "tcp:0:interface=127.0.0.1", **extra: str) -> str:
+    """A one-listener C{listeners} section, in YAML."""
+    fields = {"name": "mqtt", "protocol": "mqtt", "endpoint": endpoint, **extra}
+    inner = ", ".join(f"{k}: {v!r}" for k, v in fields.items())
+    return f"listeners:\n  - {{{inner}}}\n"
+
+
+class ParseTests(SynchronousTestCase):
+    """
+    L{parse_config} turns a valid document into typed values.
+    """
+
+    def test_empty_document_gives_defaults(self) -> None:
+        """
+        An empty file configures one MQTT listener on 127.0.0.1:1883 and
+        every default.
+        """
+        config = parse_config("", SOURCE)
+        self.assertEqual(config, Config())
+        self.assertEqual(
+            config.listeners,
+            (
+                ListenerConfig(
+                    name="mqtt", protocol="mqtt", endpoint="tcp:1883:interface=127.0.0.1"
+                ),
+            ),
+        )
+        self.assertEqual(config.listeners, DEFAULT_LISTENERS)
+        self.assertEqual(config.node, NodeConfig(name="mqttx-1"))
+        self.assertEqual(
+            config.mqtt,
+            MQTTConfig(
+                max_packet_size=1048576,
+                receive_maximum=65535,
+                max_inflight=32,
+                max_queued_messages=1000,
+                max_session_expiry=86400,
+                retain_available=True,
+                shared_subscriptions=True,
+                topic_alias_maximum=64,
+                keepalive_max=0,
+            ),
+        )
+        self.assertEqual(
+            config.persistence,
+            PersistenceConfig(backend="memory", path="var/mqttx.db", durability="sync"),
+        )
+        self.assertEqual(
+            config.auth, AuthConfig(allow_anonymous=True, password_file=None, acl_file=None)
+        )
+        self.assertEqual(config.logging, LoggingConfig(level="info", format="text"))
+
+    def test_comment_only_document_gives_defaults(self) -> None:
+        """
+        A document of comments is empty.
+        """
+        self.assertEqual(parse_config("# nothing here\n", SOURCE), Config())
+
+    def test_empty_sections_give_defaults(self) -> None:
+        """
+        A section key with no value (YAML null) keeps that section's defaults.
+        """
+        text = "node:\nmqtt:\npersistence:\nauth:\nlogging:\n"
+        self.assertEqual(parse_config(text, SOURCE), Config())
+
+    def test_every_key(self) -> None:
+        """
+        Every key is read into its field.
+        """
+        text = """
+node: {name: edge-7}
+listeners:
+  - {name: a, protocol: mqtt, endpoint: "tcp:0:interface=127.0.0.1"}
+  - {name: b.2, protocol: mqtt, endpoint: "unix:/tmp/mqttx.sock"}
+mqtt:
+  max_packet_size: 2048
+  receive_maximum: 10
+  max_inflight: 5
+  max_queued_messages: 0
+  max_session_expiry: 4294967295
+  retain_available: false
+  shared_subscriptions: false
+  topic_alias_maximum: 0
+  keepalive_max: 600
+persistence: {backend: memory, path: /var/lib/mqttx/db, durability: batch}
+auth: {allow_anonymous: false, password_file: null, acl_file: null}
+logging: {level: debug, format: json}
+"""
+        self.assertEqual(
+            parse_config(text, SOURCE),
+            Config(
+                node=NodeConfig(name="edge-7"),
+                listeners=(
+                    ListenerConfig("a", "mqtt", "tcp:0:interface=127.0.0.1"),
+                    ListenerConfig("b.2", "mqtt", "unix:/tmp/mqttx.sock"),
+                ),
+                mqtt=MQTTConfig(
+                    max_packet_size=2048,
+                    receive_maximum=10,
+                    max_inflight=5,
+                    max_queued_messages=0,
+                    max_session_expiry=4294967295,
+                    retain_available=False,
+                    shared_subscriptions=False,
+                    topic_alias_maximum=0,
+                    keepalive_max=600,
+                ),
+                persistence=PersistenceConfig("memory", "/var/lib/mqttx/db", "batch"),
+                auth=AuthConfig(allow_anonymous=False),
+                logging=LoggingConfig(level="debug", format="json"),
+            ),
+        )
+
+    def test_range_limits_accepted(self) -> None:
+        """
+        The ends of each range from the MQTT specification are accepted.
+        """
+        for key, value in [
+            ("max_packet_size", 64),
+            ("max_packet_size", 268435460),
+            ("receive_maximum", 1),
+            ("receive_maximum", 65535),
+            ("max_inflight", 1),
+            ("max_inflight", 65535),
+            ("topic_alias_maximum", 65535),
+            ("keepalive_max", 65535),
+            ("max_session_expiry", 0),
+        ]:
+            config = parse_config(f"mqtt: {{{key}: {value}}}", SOURCE)
+            self.assertEqual(getattr(config.mqtt, key), value)
+
+    def test_frozen(self) -> None:
+        """
+        Configuration values cannot be changed after loading.
+        """
+        config = parse_config("", SOURCE)
+        with self.assertRaises(FrozenInstanceError):
+            config.mqtt.max_inflight = 1  # type: ignore[misc]
+        self.assertIsInstance(config.listeners, tuple)
+
+
+class ExampleTests(SynchronousTestCase):
+    """
+    The documented example C{etc/mqttx.yaml}.
+    """
+
+    def test_example_loads(self) -> None:
+        """
+        The example loads, listens on 127.0.0.1:1883 only, keeps state in
+        memory and lets anonymous clients in.
+        """
+        config = load_config(EXAMPLE)
+        self.assertEqual(config.listeners, DEFAULT_LISTENERS)
+        self.assertEqual(config.persistence.backend, "memory")
+        self.assertTrue(config.auth.allow_anonymous)
+
+    def test_example_documents_every_key(self) -> None:
+        """
+        The example spells out every key, with the default values.
+        """
+        text = EXAMPLE.getContent().decode("utf-8")
+        for section in (NodeConfig, MQTTConfig, PersistenceConfig, AuthConfig, LoggingConfig):
+            for name in section.__dataclass_fields__:
+                self.assertIn(f"  {name}:", text)
+        self.assertEqual(load_config(EXAMPLE), Config())
+
+
+class ErrorTests(SynchronousTestCase):
+    """
+    Every problem raises L{ConfigError} with a one-line message naming the
+    file and the key.
+    """
+
+    def assertRejected(self, text: str, key: str, *fragments: str) -> ConfigError:
+        """
+        Assert that C{text} is rejected at C{key}, with a message containing
+        C{fragments}.
+        """
+        with self.assertRaises(ConfigError) as caught:
+            parse_config(text, SOURCE)
+        error: ConfigError = caught.exception
+        message = str(error)
+        self.assertEqual(error.source, SOURCE)
+        self.assertEqual(error.key, key)
+        self.assertTrue(message.startswith(f"{SOURCE}: {key}: " if key else f"{SOURCE}: "), message)
+        self.assertNotIn("\n", message)
+        for fragment in fragments:
+            self.assertIn(fragment, message)
+        return error
+
+    def test_message_format(self) -> None:
+        """
+        The message reads C{<file>: <key path>: <problem>}.
+        """
+        error = self.assertRejected("mqtt: {max_inflight: ten}", "mqtt.max_inflight")
+        self.assertEqual(
+            str(error), "etc/x.yaml: mqtt.max_inflight: expected an integer, got 'ten'"
+        )
+
+    # Unknown keys, at every level.
+
+    def test_unknown_top_level_key(self) -> None:
+        """
+        An unknown top-level key is named, with the known ones.
+        """
+        self.assertRejected("mqqt: {}", "mqqt", "unknown key", "mqtt")
+
+    def test_unknown_keys_in_sections(self) -> None:
+        """
+        An unknown key inside any section is named with its section.
+        """
+        for text, key in [
+            ("node: {nmae: x}", "node.nmae"),
+            ("mqtt: {max_inflght: 3}", "mqtt.max_inflght"),
+            ("persistence: {bakend: memory}", "persistence.bakend"),
+            ("auth: {anonymous: true}", "auth.anonymous"),
+            ("logging: {lvl: info}", "logging.lvl"),
+            (listener(port="1883"), "listeners[0].port"),
+        ]:
+            self.assertRejected(text, key, "unknown key")
+
+    def test_duplicate_key(self) -> None:
+        """
+        A key given twice in one mapping is an error at its line, not a
+        silent override.
+        """
+        self.assertRejected(
+            "mqtt:\n  max_inflight: 3\n  max_inflight: 4\n", "line 3, column 3", "duplicate key"
+        )
+
+    # Types.
+
+    def test_wrong_integer_types(self) -> None:
+        """
+        Integers must be integers: not strings, floats, nulls, lists, and not
+        booleans (which YAML and Python would otherwise pass as 1 and 0).
+        """
+        for value, shown in [
+            ("'10'", "'10'"),
+            ("ten", "'ten'"),
+            ("1.5", "1.5"),
+            ("null", "null"),
+            ("[1]", "a list"),
+            ("true", "true"),
+            ("false", "false"),
+        ]:
+            self.assertRejected(
+                f"mqtt: {{max_queued_messages: {value}}}",
+                "mqtt.max_queued_messages",
+                f"expected an integer, got {shown}",
+            )
+
+    def test_wrong_boolean_types(self) -> None:
+        """
+        Booleans must be YAML true or false, not 1, "yes" in quotes or null.
+        """
+        for text, key in [
+            ("mqtt: {retain_available: 1}", "mqtt.retain_available"),
+            ("mqtt: {shared_subscriptions: 'yes'}", "mqtt.shared_subscriptions"),
+            ("auth: {allow_anonymous: null}", "auth.allow_anonymous"),
+        ]:
+            self.assertRejected(text, key, "expected true or false")
+
+    def test_wrong_string_types(self) -> None:
+        """
+        Strings must be non-empty strings.
+        """
+        self.assertRejected("node: {name: 12}", "node.name", "expected a string, got 12")
+        self.assertRejected("node: {name: ''}", "node.name", "must not be empty")
+        self.assertRejected(
+            "persistence: {path: [a]}", "persistence.path", "expected a string, got a list"
+        )
+
+    def test_wrong_section_types(self) -> None:
+        """
+        Sections must be mappings, C{listeners} a list, the document a
+        mapping.
+        """
+        self.assertRejected("mqtt: 3", "mqtt", "expected a mapping, got 3")
+        self.assertRejected("node: [a]", "node", "expected a mapping, got a list")
+        self.assertRejected("listeners: {name: a}", "listeners", "expected a list, got a mapping")
+        self.assertRejected("listeners: [3]", "listeners[0]", "expected a mapping, got 3")
+        self.assertRejected("- a\n- b\n", "top level", "expected a mapping, got a list")
+        self.assertRejected("just text", "top level", "expected a mapping, got 'just text'")
+        self.assertRejected("1: a", "top level", "keys must be strings, got 1")
+
+    # Ranges.
+
+    def test_out_of_range(self) -> None:
+        """
+        Values outside the ranges the MQTT specification allows are
+        rejected, with the range.
+        """
+        for key, value, bounds in [
+            ("max_packet_size", 0, "between 64 and 268435460"),
+            ("max_packet_size", 63, "between 64 and 268435460"),
+            ("max_packet_size", 268435461, "between 64 and 268435460"),
+            ("receive_maximum", 0, "between 1 and 65535"),
+            ("receive_maximum", 65536, "between 1 and 65535"),
+            ("max_inflight", 0, "between 1 and 65535"),
+            ("max_inflight", 65536, "between 1 and 65535"),
+            ("topic_alias_maximum", -1, "between 0 and 65535"),
+            ("topic_alias_maximum", 65536, "between 0 and 65535"),
+            ("keepalive_max", -1, "between 0 and 65535"),
+            ("keepalive_max", 65536, "between 0 and 65535"),
+            ("max_session_expiry", -1, "between 0 and 4294967295"),
+            ("max_session_expiry", 4294967296, "between 0 and 4294967295"),
+            ("max_queued_messages", -1, "at least 0"),
+        ]:
+            self.assertRejected(
+                f"mqtt: {{{key}: {value}}}", f"mqtt.{key}", f"must be {bounds}, got {value}"
+            )
+
+    # Listeners.
+
+    def test_duplicate_listener_names(self) -> None:
+        """
+        Two listeners may not share a name: it names their services.
+        """
+        text = """
+listeners:
+  - {name: mqtt, protocol: mqtt, endpoint: "tcp:0"}
+  - {name: mqtt, protocol: mqtt, endpoint: "tcp:0"}
+"""
+        self.assertRejected(text, "listeners[1].name", "duplicate listener name 'mqtt'")
+
+    def test_no_listeners(self) -> None:
+        """
+        An empty listener list would start a broker nobody can reach.
+        """
+        self.assertRejected("listeners: []", "listeners", "at least one listener")
+
+    def test_listener_missing_keys(self) -> None:
+        """
+        A listener needs a name, a protocol and an endpoint.
+        """
+        self.assertRejected(
+            "listeners: [{protocol: mqtt, endpoint: 'tcp:0'}]", "listeners[0].name", "missing"
+        )
+        self.assertRejected(
+            "listeners: [{name: a, endpoint: 'tcp:0'}]", "listeners[0].protocol", "missing"
+        )
+        self.assertRejected(
+            "listeners: [{name: a, protocol: mqtt}]", "listeners[0].endpoint", "missing"
+        )
+
+    def test_listener_bad_name(self) -> None:
+        """
+        Listener names are plain identifiers, fit for logs and metric labels.
+        """
+        self.assertRejected(
+            "listeners: [{name: 'a b', protocol: mqtt, endpoint: 'tcp:0'}]",
+            "listeners[0].name",
+            "not a valid name",
+        )
+
+    def test_bad_endpoints(self) -> None:
+        """
+        Endpoint strings that L{serverFromString} cannot parse are rejected
+        at load time, with Twisted's reason.
+        """
+        for endpoint, reason in [
+            ("tcp:abc", "invalid literal for int()"),
+            ("tcpp:1883", "Unknown endpoint type: 'tcpp'"),
+            ("tcp:1883:interfce=127.0.0.1", "unexpected keyword argument 'interfce'"),
+            ("", "must not be empty"),
+            ("udp:5683", "Unknown endpoint type: 'udp'"),
+        ]:
+            self.assertRejected(listener(endpoint), "listeners[0].endpoint", reason)
+
+    def test_endpoint_files_checked(self) -> None:
+        """
+        An C{ssl:} endpoint naming a missing key file fails at load time,
+        not when the broker starts listening.
+        """
+        missing = self.mktemp()
+        self.assertRejected(
+            listener(f"ssl:8883:privateKey={missing}"),
+            "listeners[0].endpoint",
+            "invalid endpoint",
+            "No such file",
+        )
+
+    def test_later_listener_protocols(self) -> None:
+        """
+        WebSocket, HTTP and CoAP listeners come in later releases: they are
+        refused as not available yet, not accepted and ignored.
+        """
+        for protocol in ("mqtt-ws", "http", "coap"):
+            text = f"listeners: [{{name: a, protocol: {protocol}, endpoint: 'tcp:0'}}]"
+            self.assertRejected(text, "listeners[0].protocol", f"'{protocol}'", "not available yet")
+
+    def test_unknown_listener_protocol(self) -> None:
+        """
+        A protocol nobody plans is unknown.
+        """
+        self.assertRejected(
+            "listeners: [{name: a, protocol: amqp, endpoint: 'tcp:0'}]",
+            "listeners[0].protocol",
+            "unknown protocol 'amqp'",
+            "available: mqtt",
+        )
+
+    def test_tls_block_not_available(self) -> None:
+        """
+        A C{tls:} block is refused as not available yet: accepting it would
+        run the listener without TLS.
+        """
+        text = """
+listeners:
+  - name: mqtts
+    protocol: mqtt
+    endpoint: "tcp:8883"
+    tls: {cert: etc/tls/server.crt, key: etc/tls/server.key}
+"""
+        self.assertRejected(text, "listeners[0].tls", "TLS listeners are not available yet")
+
+    def test_websocket_path_not_available(self) -> None:
+        """
+        A listener C{path} belongs to WebSocket listeners, not available yet.
+        """
+        self.assertRejected(listener(path="/mqtt"), "listeners[0].path", "not available yet")
+
+    # Persistence, auth, logging.
+
+    def test_later_backends(self) -> None:
+        """
+        The sqlite and etcd backends are refused as not available yet.
+        """
+        for backend in ("sqlite", "etcd"):
+            self.assertRejected(
+                f"persistence: {{backend: {backend}}}",
+                "persistence.backend",
+                f"'{backend}'",
+                "not available yet",
+                "available: memory",
+            )
+
+    def test_unknown_backend(self) -> None:
+        """
+        Other backends are unknown.
+        """
+        self.assertRejected(
+            "persistence: {backend: redis}", "persistence.backend", "unknown backend 'redis'"
+        )
+
+    def test_durability_values(self) -> None:
+        """
+        Durability is C{sync} or C{batch}.
+        """
+        self.assertRejected(
+            "persistence: {durability: async}",
+            "persistence.durability",
+            "expected one of: sync, batch, got 'async'",
+        )
+
+    def test_password_and_acl_files_not_available(self) -> None:
+        """
+        Password and ACL files come in a later release: refusing them keeps
+        an operator from believing clients are checked when they are not.
+        """
+        self.assertRejected(
+            "auth: {password_file: etc/passwd}", "auth.password_file", "not available yet"
+        )
+        self.assertRejected("auth: {acl_file: etc/acl}", "auth.acl_file", "not available yet")
+
+    def test_logging_values(self) -> None:
+        """
+        Levels and formats are checked against the ones supported.
+        """
+        self.assertRejected(
+            "logging: {level: verbose}",
+            "logging.level",
+            "expected one of: debug, info, warn, error, critical, got 'verbose'",
+        )
+        self.assertRejected(
+            "logging: {format: xml}", "logging.format", "expected one of: text, json, got 'xml'"
+        )
+
+    # YAML and files.
+
+    def test_invalid_yaml(self) -> None:
+        """
+        Invalid YAML is reported on one line with its line number.
+        """
+        error = self.assertRejected(
+            "mqtt:\n  max_inflight: [1, 2\n", "line 3, column 1", "invalid YAML"
+        )
+        self.assertNotIn("\n", str(error))
+
+    def test_invalid_yaml_tab(self) -> None:
+        """
+        A tab in indentation (a frequent YAML mistake) is located.
+        """
+        self.assertRejected("mqtt:\n\tmax_inflight: 3\n", "line 2, column 1", "invalid YAML")
+
+    def test_unsafe_yaml_tags_refused(self) -> None:
+        """
+        Only plain YAML is read: tags that would build Python objects are
+        errors.
+        """
+        self.assertRejected(
+            "node: !!python/object:os.system {}", "line 1, column 7", "invalid YAML"
+        )
+
+    def test_missing_file(self) -> None:
+        """
+        A missing file is named.
+        """
+        path = FilePath(self.mktemp())
+        with self.assertRaises(ConfigError) as caught:
+            load_config(path)
+        self.assertEqual(
+            str(caught.exception), f"{path.path}: cannot read the file: No such file or directory"
+        )
+
+    def test_directory(self) -> None:
+        """
+        A directory is not a configuration file.
+        """
+        path = FilePath(self.mktemp())
+        path.makedirs()
+        with self.assertRaises(ConfigError) as caught:
+            load_config(path)
+        self.assertIn(path.path, str(caught.exception))
+        self.assertIn("cannot read the file", str(caught.exception))
+
+    def test_not_utf8(self) -> None:
+        """
+        A file that is not UTF-8 is refused by name.
+        """
+        path = FilePath(self.mktemp())
+        path.setContent(b"node: {name: \xff}\n")
+        with self.assertRaises(ConfigError) as caught:
+            load_config(path)
+        self.assertEqual(str(caught.exception), f"{path.path}: not UTF-8 text (byte 13)")
+
+    def test_file_errors_name_the_file(self) -> None:
+        """
+        Errors in a loaded file name that file.
+        """
+        path = FilePath(self.mktemp())
+        path.setContent(b"mqtt:\n  max_inflight: ten\n")
+        with self.assertRaises(ConfigError) as caught:
+            load_config(path)
+        self.assertEqual(
+            str(caught.exception), f"{path.path}: mqtt.max_inflight: expected an integer, got 'ten'"
+        )

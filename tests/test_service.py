@@ -1,0 +1,550 @@
+# -*- test-case-name: tests.test_service -*-
+"""
+Tests for L{mqttx.service}.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from typing import Any, cast
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import Application, IServiceCollection
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IProtocolFactory
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import MemoryReactorClock
+from twisted.logger import ILogObserver, LogLevel, capturedLogs
+from twisted.python import usage
+from twisted.python.filepath import FilePath
+from twisted.python.logfile import LogFile
+from twisted.trial.unittest import SynchronousTestCase
+
+from mqttx import __version__
+from mqttx.broker.broker import Broker
+from mqttx.config import Config, ListenerConfig, LoggingConfig, parse_config
+from mqttx.service import (
+    Components,
+    MQTTXService,
+    Options,
+    _twistd_log_file,
+    build_components,
+    make_log_observer,
+    makeService,
+)
+from mqttx.store.memory import MemoryStore
+from mqttx.transports.mqtt import MQTTServerFactory
+
+EXAMPLE = FilePath(__file__).parent().parent().descendant(["etc", "mqttx.yaml"])
+
+TWO_LISTENERS = """
+node: {name: node-a}
+listeners:
+  - {name: first, protocol: mqtt, endpoint: "tcp:18830:interface=127.0.0.1"}
+  - {name: second, protocol: mqtt, endpoint: "tcp:18831:interface=127.0.0.1"}
+"""
+
+
+def two_listeners(extra: str = "") -> Config:
+    return parse_config(TWO_LISTENERS + extra, "test.yaml")
+
+
+class FakeStore:
+    """A store whose close the test completes."""
+
+    def __init__(self, events: list[str]) -> None:
+        self.events = events
+        self.closing: Deferred[None] = Deferred()
+
+    def close(self) -> Deferred[None]:
+        self.events.append("store.close")
+        return self.closing
+
+
+class FakeBroker:
+    """A broker whose start and shutdown the test completes."""
+
+    def __init__(self, events: list[str], service: list[MQTTXService]) -> None:
+        self.events = events
+        self._service = service
+        self.starting: Deferred[None] = Deferred()
+        self.stopping: Deferred[None] = Deferred()
+
+    def start(self) -> Deferred[None]:
+        self.events.append("broker.start")
+        return self.starting
+
+    def shutdown(self) -> Deferred[None]:
+        listening = [s.name for s in self._service[0] if s.running]
+        self.events.append(f"broker.shutdown listening={listening}")
+        return self.stopping
+
+
+class Fakes:
+    """Builds L{Components} from fakes and keeps them for the test."""
+
+    def __init__(self) -> None:
+        self.events: list[str] = []
+        self.service: list[MQTTXService] = []
+        self.store = FakeStore(self.events)
+        self.broker = FakeBroker(self.events, self.service)
+        self.factories: dict[str, IProtocolFactory] = {}
+
+    def __call__(self, config: Config, reactor: Any) -> Components:
+        def factory_for(listener: ListenerConfig) -> IProtocolFactory:
+            factory = Factory.forProtocol(Protocol)
+            self.factories[listener.name] = factory
+            return factory
+
+        return Components(store=self.store, broker=self.broker, factory_for=factory_for)
+
+    def make(self, config: Config, reactor: Any, **kwargs: Any) -> MQTTXService:
+        service = MQTTXService(config, reactor, components=self, **kwargs)
+        self.service.append(service)
+        return service
+
+
+class FailingReactor(MemoryReactorClock):
+    """A reactor where port 18831 is taken."""
+
+    def listenTCP(self, port: int, factory: Any, backlog: int = 50, interface: str = "") -> Any:
+        if port == 18831:
+            raise CannotListenError(interface, port, OSError(98, "Address already in use"))
+        return super().listenTCP(port, factory, backlog, interface)
+
+
+class OptionsTests(SynchronousTestCase):
+    """
+    L{Options} loads and checks the configuration while options are parsed,
+    so twistd stops before building anything.
+    """
+
+    def test_default_config_path(self) -> None:
+        """
+        Without C{--config}, the file is C{etc/mqttx.yaml}.
+        """
+        self.assertEqual(Options()["config"], "etc/mqttx.yaml")
+
+    def test_good_config(self) -> None:
+        """
+        A valid file, given with C{--config} or C{-c}, is loaded into
+        C{options.config}.
+        """
+        for flag in ("--config", "-c"):
+            options = Options()
+            options.parseOptions([flag, EXAMPLE.path])
+            self.assertEqual(options.config, Config())
+
+    def test_bad_config(self) -> None:
+        """
+        An invalid file is a L{usage.UsageError} whose message names the
+        file and the key.
+        """
+        path = FilePath(self.mktemp())
+        path.setContent(b"mqtt: {max_inflight: ten}\n")
+        with self.assertRaises(usage.UsageError) as caught:
+            Options().parseOptions(["--config", path.path])
+        self.assertEqual(
+            str(caught.exception),
+            f"{path.path}: mqtt.max_inflight: expected an integer, got 'ten'",
+        )
+
+    def test_missing_config(self) -> None:
+        """
+        A missing file is a L{usage.UsageError} naming it.
+        """
+        path = FilePath(self.mktemp())
+        with self.assertRaises(usage.UsageError) as caught:
+            Options().parseOptions(["--config", path.path])
+        self.assertIn(path.path, str(caught.exception))
+        self.assertIn("No such file", str(caught.exception))
+
+
+class MakeServiceTests(SynchronousTestCase):
+    """
+    L{makeService} builds the service tree twistd runs.
+    """
+
+    def options(self, text: str) -> Options:
+        path = FilePath(self.mktemp())
+        path.setContent(text.encode("utf-8"))
+        options = Options()
+        options.parseOptions(["--config", path.path])
+        return options
+
+    def test_one_listener_service_per_listener(self) -> None:
+        """
+        Each listener becomes a L{StreamServerEndpointService} named after
+        it, serving MQTT with the real broker and store.
+        """
+        reactor = MemoryReactorClock()
+        service = makeService(self.options(TWO_LISTENERS), reactor)
+        self.assertIsInstance(service, MQTTXService)
+        assert isinstance(service, MQTTXService)
+        self.assertEqual([s.name for s in service], ["first", "second"])
+        for name in ("first", "second"):
+            child = service.getServiceNamed(name)
+            self.assertIsInstance(child, StreamServerEndpointService)
+            assert isinstance(child, StreamServerEndpointService)
+            self.assertIsInstance(child.factory, MQTTServerFactory)
+            self.assertEqual(child.factory.listener, name)
+            self.assertIs(child.factory.broker, service.broker)
+        self.assertIsInstance(service.broker, Broker)
+        self.assertIsInstance(service.store, MemoryStore)
+
+    def test_nothing_listens_before_start(self) -> None:
+        """
+        Building the service opens no port.
+        """
+        reactor = MemoryReactorClock()
+        makeService(self.options(TWO_LISTENERS), reactor)
+        self.assertEqual(reactor.tcpServers, [])
+
+    def test_sigterm_handler_once_running(self) -> None:
+        """
+        A SIGTERM handler is set up for when the reactor runs, not before
+        (the reactor installs its own as it starts).
+        """
+        reactor = MemoryReactorClock()
+        makeService(self.options(TWO_LISTENERS), reactor)
+        self.assertEqual(len(reactor.whenRunningHooks), 1)
+
+    def test_real_components_start_and_stop(self) -> None:
+        """
+        With the real broker and store, the service starts listening on each
+        listener's address and stops cleanly.
+        """
+        reactor = MemoryReactorClock()
+        service = makeService(self.options(TWO_LISTENERS), reactor)
+        with capturedLogs() as events:
+            service.startService()
+        self.assertEqual(
+            [(port, interface) for port, _, _, interface in reactor.tcpServers],
+            [(18830, "127.0.0.1"), (18831, "127.0.0.1")],
+        )
+        self.assertIn("service.started", [e.get("event_id") for e in events])
+        with capturedLogs() as events:
+            self.successResultOf(service.stopService())
+        ids = [e.get("event_id") for e in events]
+        self.assertIn("broker.stopped", ids)
+        self.assertEqual(ids[-1], "service.stopped")
+
+
+class LogFileTests(SynchronousTestCase):
+    """
+    The observer handed to twistd writes where twistd itself would.
+    """
+
+    def options(self, **twistd: object) -> Options:
+        parent = usage.Options()
+        parent.update({"nodaemon": False, "logfile": None, "syslog": False, "logger": None})
+        parent.update(twistd)
+        options = Options()
+        options.parent = parent
+        return options
+
+    def test_not_under_twistd(self) -> None:
+        """
+        Built without twistd's options, logs go to standard output.
+        """
+        self.assertIs(_twistd_log_file(Options()), sys.stdout)
+
+    def test_nodaemon(self) -> None:
+        """
+        With C{-n} and no C{--logfile}, or C{--logfile=-}: standard output.
+        """
+        self.assertIs(_twistd_log_file(self.options(nodaemon=True)), sys.stdout)
+        self.assertIs(_twistd_log_file(self.options(logfile="-")), sys.stdout)
+
+    def test_logfile(self) -> None:
+        """
+        C{--logfile=PATH}: that file.
+        """
+        path = FilePath(self.mktemp())
+        out = _twistd_log_file(self.options(nodaemon=True, logfile=path.path))
+        self.assertIsInstance(out, LogFile)
+        logfile = cast(LogFile, out)
+        self.addCleanup(logfile.close)
+        self.assertEqual(logfile.path, path.path)
+
+    def test_syslog_and_logger_left_to_twistd(self) -> None:
+        """
+        With C{--syslog} or C{--logger}, twistd's own observer is kept.
+        """
+        self.assertIsNone(_twistd_log_file(self.options(syslog=True)))
+        self.assertIsNone(_twistd_log_file(self.options(logger="mod.factory")))
+
+
+class LogObserverTests(SynchronousTestCase):
+    """
+    The C{logging} settings choose the observer twistd uses.
+    """
+
+    def emit(self, observer: ILogObserver, level: LogLevel) -> None:
+        observer(
+            {
+                "log_format": "hello {who}",
+                "who": "world",
+                "log_level": level,
+                "log_namespace": "tests",
+                "log_time": 0.0,
+                "event_id": "test.hello",
+            }
+        )
+
+    def service(self, logging: str, out: io.StringIO) -> MQTTXService:
+        return Fakes().make(
+            two_listeners(f"logging: {logging}\n"), MemoryReactorClock(), log_file=out
+        )
+
+    def test_json_observer_set_on_application(self) -> None:
+        """
+        With C{format: json}, the Application twistd runs gets an observer
+        writing one JSON object per line.
+        """
+        out = io.StringIO()
+        application = Application("mqttx")
+        self.service("{format: json}", out).setServiceParent(application)
+        observer = application.getComponent(ILogObserver)
+        self.assertIsNotNone(observer)
+        self.emit(observer, LogLevel.info)
+        self.emit(observer, LogLevel.warn)
+        lines = out.getvalue().splitlines()
+        self.assertEqual(len(lines), 2)
+        event = json.loads(lines[0])
+        self.assertEqual(event["event_id"], "test.hello")
+        self.assertEqual(event["who"], "world")
+
+    def test_text_observer(self) -> None:
+        """
+        With C{format: text}, events are written as text lines.
+        """
+        out = io.StringIO()
+        application = Application("mqttx")
+        self.service("{format: text}", out).setServiceParent(application)
+        self.emit(application.getComponent(ILogObserver), LogLevel.info)
+        self.assertIn("hello world", out.getvalue())
+        self.assertRaises(json.JSONDecodeError, json.loads, out.getvalue())
+
+    def test_level_filters(self) -> None:
+        """
+        Events below C{level} are not written.
+        """
+        out = io.StringIO()
+        observer = make_log_observer(LoggingConfig(level="warn", format="text"), out)
+        self.emit(observer, LogLevel.info)
+        self.assertEqual(out.getvalue(), "")
+        self.emit(observer, LogLevel.error)
+        self.assertIn("hello world", out.getvalue())
+        out = io.StringIO()
+        observer = make_log_observer(LoggingConfig(level="info", format="json"), out)
+        self.emit(observer, LogLevel.debug)
+        self.assertEqual(out.getvalue(), "")
+
+    def test_no_observer_without_log_file(self) -> None:
+        """
+        Without a log file (twistd's C{--syslog}), twistd keeps its observer.
+        """
+        application = Application("mqttx")
+        Fakes().make(two_listeners(), MemoryReactorClock()).setServiceParent(application)
+        self.assertIsNone(application.getComponent(ILogObserver))
+        self.assertIsInstance(
+            IServiceCollection(application).getServiceNamed("mqttx"), MQTTXService
+        )
+
+
+class LifecycleTests(SynchronousTestCase):
+    """
+    L{MQTTXService} starts the broker before its listeners, and stops the
+    listeners, then the broker, then the store.
+    """
+
+    def setUp(self) -> None:
+        self.reactor = MemoryReactorClock()
+        self.fakes = Fakes()
+        self.service = self.fakes.make(two_listeners(), self.reactor)
+
+    def test_privileged_start_does_not_listen(self) -> None:
+        """
+        twistd's privileged start opens no port: the broker has not loaded
+        its state yet.
+        """
+        self.service.privilegedStartService()
+        self.assertEqual(self.reactor.tcpServers, [])
+        self.assertEqual(self.fakes.events, [])
+
+    def test_broker_starts_before_listeners(self) -> None:
+        """
+        Listeners listen only once the broker has started.
+        """
+        self.service.startService()
+        self.assertEqual(self.fakes.events, ["broker.start"])
+        self.assertEqual(self.reactor.tcpServers, [])
+        self.fakes.broker.starting.callback(None)
+        self.assertEqual(
+            [(port, factory, interface) for port, factory, _, interface in self.reactor.tcpServers],
+            [
+                (18830, self.fakes.factories["first"], "127.0.0.1"),
+                (18831, self.fakes.factories["second"], "127.0.0.1"),
+            ],
+        )
+        self.assertTrue(all(s.running for s in self.service))
+
+    def test_startup_lines(self) -> None:
+        """
+        Each listener logs its bound address, then one line gives the node,
+        version and every address.
+        """
+        self.service.startService()
+        with capturedLogs() as events:
+            self.fakes.broker.starting.callback(None)
+        started = [e for e in events if e.get("event_id") == "listener.started"]
+        self.assertEqual([e["listener"] for e in started], ["first", "second"])
+        self.assertEqual([e["address"] for e in started], ["0.0.0.0:18830", "0.0.0.0:18831"])
+        [summary] = [e for e in events if e.get("event_id") == "service.started"]
+        self.assertEqual(summary["node"], "node-a")
+        self.assertEqual(summary["version"], __version__)
+        self.assertEqual(summary["addresses"], "first=0.0.0.0:18830, second=0.0.0.0:18831")
+
+    def test_stop_order(self) -> None:
+        """
+        Stopping stops accepting first, then shuts the broker down, then
+        closes the store; the returned Deferred fires once all are done.
+        """
+        self.service.startService()
+        self.fakes.broker.starting.callback(None)
+        d = self.service.stopService()
+        self.assertEqual(self.fakes.events, ["broker.start", "broker.shutdown listening=[]"])
+        self.assertNoResult(d)
+        self.fakes.broker.stopping.callback(None)
+        self.assertEqual(self.fakes.events[-1], "store.close")
+        self.assertNoResult(d)
+        with capturedLogs() as events:
+            self.fakes.store.closing.callback(None)
+        self.assertIsNone(self.successResultOf(d))
+        self.assertEqual([e.get("event_id") for e in events], ["service.stopped"])
+        self.assertFalse(self.service.running)
+
+    def test_stop_while_starting(self) -> None:
+        """
+        Stopping before the broker has started cancels the start: no
+        listener ever listens, and the broker and store still stop.
+        """
+        self.service.startService()
+        d = self.service.stopService()
+        self.fakes.broker.stopping.callback(None)
+        self.fakes.store.closing.callback(None)
+        self.successResultOf(d)
+        self.assertEqual(self.reactor.tcpServers, [])
+        self.assertEqual(
+            self.fakes.events,
+            ["broker.start", "broker.shutdown listening=[]", "store.close"],
+        )
+
+    def test_broker_shutdown_failure_logged_and_store_closed(self) -> None:
+        """
+        If the broker's shutdown fails, the failure is logged and the store
+        is closed all the same.
+        """
+        self.service.startService()
+        self.fakes.broker.starting.callback(None)
+        self.fakes.broker.stopping = fail(RuntimeError("stuck"))
+        self.fakes.store.closing = succeed(None)
+        with capturedLogs() as events:
+            self.successResultOf(self.service.stopService())
+        self.assertEqual(self.fakes.events[-1], "store.close")
+        [failed] = [e for e in events if e.get("event_id") == "broker.shutdown_failed"]
+        self.assertEqual(failed["log_level"], LogLevel.critical)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+    def test_store_close_failure_logged(self) -> None:
+        """
+        If closing the store fails, the failure is logged.
+        """
+        self.service.startService()
+        self.fakes.broker.starting.callback(None)
+        self.fakes.broker.stopping = succeed(None)
+        self.fakes.store.closing = fail(OSError("disk full"))
+        with capturedLogs() as events:
+            self.successResultOf(self.service.stopService())
+        self.assertIn("store.close_failed", [e.get("event_id") for e in events])
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+
+class StartFailureTests(SynchronousTestCase):
+    """
+    A broker that cannot start ends the process instead of running without
+    its listeners.
+    """
+
+    def test_port_in_use_before_reactor_runs(self) -> None:
+        """
+        A listener that cannot listen while twistd starts the application
+        (before the reactor runs) is logged as critical and raises
+        L{SystemExit}, so twistd exits non-zero.
+        """
+        fakes = Fakes()
+        fakes.broker.starting = succeed(None)
+        service = fakes.make(two_listeners(), FailingReactor())
+        with capturedLogs() as events:
+            with self.assertRaises(SystemExit) as caught:
+                service.startService()
+        self.assertEqual(caught.exception.code, 1)
+        [failed] = [e for e in events if e.get("event_id") == "listener.failed"]
+        self.assertEqual(failed["listener"], "second")
+        self.assertEqual(failed["log_level"], LogLevel.critical)
+        self.assertNotIn("service.started", [e.get("event_id") for e in events])
+
+    def test_port_in_use_while_running(self) -> None:
+        """
+        If listening fails once the reactor runs (after a slow start), the
+        reactor is stopped, which stops the service.
+        """
+        fakes = Fakes()
+        reactor = FailingReactor()
+        reactor.running = True
+        service = fakes.make(two_listeners(), reactor)
+        service.startService()
+        with capturedLogs() as events:
+            fakes.broker.starting.callback(None)
+        self.assertIn("listener.failed", [e.get("event_id") for e in events])
+        self.assertTrue(reactor.hasStopped)
+
+    def test_broker_start_failure(self) -> None:
+        """
+        A broker that fails to start is logged with its traceback.
+        """
+        fakes = Fakes()
+        fakes.broker.starting = fail(ValueError("corrupt store"))
+        service = fakes.make(two_listeners(), MemoryReactorClock())
+        with capturedLogs() as events:
+            self.assertRaises(SystemExit, service.startService)
+        self.assertIn("service.start_failed", [e.get("event_id") for e in events])
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+
+class BuildComponentsTests(SynchronousTestCase):
+    """
+    L{build_components} wires the real parts together.
+    """
+
+    def test_components(self) -> None:
+        """
+        The broker gets the C{mqtt} settings, node name and store; listener
+        factories serve that broker under the listener's name.
+        """
+        reactor = MemoryReactorClock()
+        config = two_listeners("mqtt: {max_inflight: 7}\n")
+        components = build_components(config, reactor)
+        self.assertIsInstance(components.store, MemoryStore)
+        broker = components.broker
+        assert isinstance(broker, Broker)
+        self.assertEqual(broker.config.max_inflight, 7)
+        self.assertEqual(broker.node_name, "node-a")
+        factory = components.factory_for(config.listeners[1])
+        assert isinstance(factory, MQTTServerFactory)
+        self.assertIs(factory.broker, broker)
+        self.assertEqual(factory.listener, "second")
