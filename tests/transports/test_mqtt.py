@@ -1,0 +1,556 @@
+# -*- test-case-name: tests.transports.test_mqtt -*-
+"""
+Tests for L{mqttx.transports.mqtt}: the connection's timers (CONNECT
+timeout, keep-alive), protocol errors and malformed input, the maximum
+packet size, closing and back-pressure.
+"""
+
+from __future__ import annotations
+
+from twisted.internet.error import ConnectionLost
+from twisted.python.failure import Failure
+
+from mqttx.mqtt.codec import encode
+from mqttx.mqtt.packets import (
+    ConnAck,
+    Connect,
+    Disconnect,
+    Packet,
+    PingReq,
+    PingResp,
+    PubAck,
+    Publish,
+    Subscribe,
+    Subscription,
+    Will,
+)
+from mqttx.mqtt.properties import Properties
+from mqttx.transports.mqtt import ABORT_TIMEOUT, CONNECT_TIMEOUT
+from tests.helpers import BrokerTestCase
+
+
+class KeepAliveTests(BrokerTestCase):
+    """
+    The keep-alive: a client that sends nothing for one and a half keep-alive
+    periods is disconnected as if the network had failed (3.1.1
+    [MQTT-3.1.2-24], 5.0 [MQTT-3.1.2-22]).
+    """
+
+    def test_silent_client_dropped_after_one_and_a_half_keep_alives(self) -> None:
+        """
+        If a client with keep-alive 10 sends nothing after CONNECT, the broker
+        closes its connection at 15 seconds and not before [MQTT-3.1.2-24].
+        """
+        client = self.connect_client("c1", keep_alive=10)
+        self.clock.advance(14.9)
+        self.assertFalse(client.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(client.disconnecting)
+        # 3.1.1 servers have no DISCONNECT to send.
+        self.assertEqual(client.received(), [])
+
+    def test_v5_silent_client_gets_keep_alive_timeout(self) -> None:
+        """
+        If a 5.0 client lets its keep-alive lapse, the broker sends DISCONNECT
+        0x8D (Keep Alive timeout) and closes [MQTT-3.1.2-22].
+        """
+        client = self.connect_client("c1", 5, keep_alive=4)
+        self.clock.advance(5.9)
+        self.assertFalse(client.disconnecting)
+        self.clock.advance(0.1)
+        self.assertEqual(client.received(), [Disconnect(0x8D)])
+        self.assertTrue(client.disconnecting)
+
+    def test_any_packet_resets_the_deadline(self) -> None:
+        """
+        If a client sends any packet, the 1.5 keep-alive period starts again
+        from that packet.
+        """
+        client = self.connect_client("c1", keep_alive=10)
+        self.clock.advance(10)
+        client.send(PingReq())
+        self.assertEqual(client.received(), [PingResp()])
+        self.clock.advance(12)
+        client.publish("t", b"still here")
+        self.clock.advance(14.9)
+        self.assertFalse(client.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(client.disconnecting)
+
+    def test_partial_packet_resets_the_deadline(self) -> None:
+        """
+        If a client is in the middle of sending a packet, the bytes it sent
+        count as activity.
+        """
+        client = self.connect_client("c1", keep_alive=10)
+        data = encode(Publish("t", b"p" * 100), 4)
+        self.clock.advance(14)
+        client.send_bytes(data[:50])
+        self.clock.advance(14)
+        client.send_bytes(data[50:])
+        self.clock.advance(14)
+        self.assertFalse(client.disconnecting)
+
+    def test_zero_keep_alive_never_drops(self) -> None:
+        """
+        If a client connects with keep-alive 0, the broker never closes its
+        connection for being silent (3.1.1 section 3.1.2.10).
+        """
+        client = self.connect_client("c1", keep_alive=0)
+        self.clock.advance(10 * 24 * 3600)
+        self.assertFalse(client.disconnecting)
+
+    def test_keep_alive_timeout_publishes_will(self) -> None:
+        """
+        If a client is dropped for its keep-alive, its will is published as
+        on any abnormal end (issue 2: wills on keep-alive timeout).
+        """
+        watcher = self.connect_client("watcher")
+        watcher.subscribe("will/#")
+        client = self.connect_client("c1", keep_alive=2, will=Will("will/c1", b"gone"))
+        self.clock.advance(3)
+        self.assertTrue(client.disconnecting)
+        client.finish_close()
+        self.assertEqual(watcher.received(), [Publish("will/c1", b"gone")])
+
+    def test_v5_server_keep_alive_caps_client_value(self) -> None:
+        """
+        If C{keepalive_max} is set and a 5.0 client asks for a longer
+        keep-alive, CONNACK carries Server Keep Alive with the maximum and the
+        broker enforces that value ([MQTT-3.2.2-21], [MQTT-3.1.2-22]).
+        """
+        self.use_config(keepalive_max=20)
+        client = self.connect_client("c1", 5, keep_alive=600)
+        assert client.connack is not None
+        self.assertEqual(client.connack.properties.server_keep_alive, 20)
+        self.clock.advance(29.9)
+        self.assertFalse(client.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(client.disconnecting)
+        self.assertEqual(client.received(), [Disconnect(0x8D)])
+
+    def test_v5_server_keep_alive_replaces_zero(self) -> None:
+        """
+        If C{keepalive_max} is set and a 5.0 client asks for no keep-alive
+        (0), the broker imposes the maximum through Server Keep Alive.
+        """
+        self.use_config(keepalive_max=20)
+        client = self.connect_client("c1", 5, keep_alive=0)
+        assert client.connack is not None
+        self.assertEqual(client.connack.properties.server_keep_alive, 20)
+        self.clock.advance(30)
+        self.assertTrue(client.disconnecting)
+
+    def test_v5_keep_alive_within_maximum_is_kept(self) -> None:
+        """
+        If a 5.0 client's keep-alive is within C{keepalive_max}, CONNACK has
+        no Server Keep Alive and the client's value is used [MQTT-3.2.2-22].
+        """
+        self.use_config(keepalive_max=20)
+        client = self.connect_client("c1", 5, keep_alive=10)
+        assert client.connack is not None
+        self.assertIsNone(client.connack.properties.server_keep_alive)
+        self.clock.advance(15)
+        self.assertTrue(client.disconnecting)
+
+    def test_v311_keep_alive_over_maximum_refused(self) -> None:
+        """
+        If C{keepalive_max} is set and a 3.1.1 client asks for a longer
+        keep-alive (which 3.1.1 cannot renegotiate), the broker refuses it
+        with CONNACK 0x02, as Mosquitto does, and closes [MQTT-3.2.2-5].
+        """
+        self.use_config(keepalive_max=20)
+        client = self.connect_client("c1", 4, keep_alive=60)
+        self.assertEqual(client.connack, ConnAck(False, 0x02))
+        self.assertTrue(client.disconnecting)
+        self.assertNotIn("c1", self.broker.sessions)
+
+    def test_v311_keep_alive_within_maximum_accepted(self) -> None:
+        """
+        If a 3.1.1 client's keep-alive is within C{keepalive_max}, it is let
+        in with its own keep-alive.
+        """
+        self.use_config(keepalive_max=20)
+        client = self.connect_client("c1", 4, keep_alive=20)
+        self.assertEqual(client.connack, ConnAck(False, 0))
+        self.clock.advance(29.9)
+        self.assertFalse(client.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(client.disconnecting)
+
+
+class ConnectTimeoutTests(BrokerTestCase):
+    """
+    The start of a connection: CONNECT must come first, only once, and in
+    time.
+    """
+
+    def test_no_connect_closed_after_timeout(self) -> None:
+        """
+        If a connection sends nothing, the broker closes it after
+        C{CONNECT_TIMEOUT} seconds and not before, without writing anything.
+        """
+        client = self.open_connection()
+        self.clock.advance(CONNECT_TIMEOUT - 0.1)
+        self.assertFalse(client.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(client.disconnecting)
+        self.assertEqual(client.transport.value(), b"")
+
+    def test_partial_connect_closed_after_timeout(self) -> None:
+        """
+        If a connection sends only part of a CONNECT, it is still closed
+        after C{CONNECT_TIMEOUT}.
+        """
+        client = self.open_connection()
+        client.send_bytes(encode(Connect("c1"), 4)[:5])
+        self.clock.advance(CONNECT_TIMEOUT)
+        self.assertTrue(client.disconnecting)
+
+    def test_connect_cancels_timeout(self) -> None:
+        """
+        If a client sends CONNECT in time, the CONNECT timeout no longer
+        applies.
+        """
+        client = self.connect_client("c1")
+        self.clock.advance(CONNECT_TIMEOUT * 100)
+        self.assertFalse(client.disconnecting)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_closed_connection_aborted_if_it_does_not_drain(self) -> None:
+        """
+        If a connection the broker closed is not gone after
+        C{ABORT_TIMEOUT} (the peer does not read), the broker aborts it.
+        """
+        client = self.open_connection()
+        self.clock.advance(CONNECT_TIMEOUT)
+        self.assertTrue(client.disconnecting)
+        self.assertFalse(client.aborted)
+        self.clock.advance(ABORT_TIMEOUT)
+        self.assertTrue(client.aborted)
+
+    def test_no_abort_once_connection_gone(self) -> None:
+        """
+        If a closed connection ends in time, no abort is left pending.
+        """
+        client = self.open_connection()
+        self.clock.advance(CONNECT_TIMEOUT)
+        client.finish_close()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertFalse(client.aborted)
+
+    def test_first_packet_not_connect_closes(self) -> None:
+        """
+        If the first packet is not CONNECT, the broker closes the connection
+        without answering [MQTT-3.1.0-1].
+        """
+        packets: list[Packet] = [PingReq(), Publish("t", b"x"), Subscribe(1, (Subscription("t"),))]
+        for packet in packets:
+            client = self.open_connection()
+            client.send(packet)
+            self.assertTrue(client.disconnecting, packet)
+            self.assertEqual(client.transport.value(), b"", packet)
+
+    def test_second_connect_closes_v311(self) -> None:
+        """
+        If a 3.1.1 client sends a second CONNECT, the broker closes the
+        connection [MQTT-3.1.0-2], and its will is published.
+        """
+        watcher = self.connect_client("watcher")
+        watcher.subscribe("will")
+        client = self.connect_client("c1", will=Will("will", b"w"))
+        client.send(Connect("c1"))
+        self.assertTrue(client.disconnecting)
+        self.assertEqual(client.received(), [])
+        client.finish_close()
+        self.assertEqual(watcher.received(), [Publish("will", b"w")])
+
+    def test_second_connect_closes_v5_with_protocol_error(self) -> None:
+        """
+        If a 5.0 client sends a second CONNECT, the broker sends DISCONNECT
+        0x82 (Protocol Error) and closes [MQTT-3.1.0-2].
+        """
+        client = self.connect_client("c1", 5)
+        client.send(Connect("c1", 5))
+        self.assertClosedWith(client, 0x82)
+
+    def test_packets_behind_connect_in_one_chunk(self) -> None:
+        """
+        If a client sends CONNECT and more packets in one chunk, the broker
+        answers CONNACK first and then handles the rest in order.
+        """
+        client = self.open_connection()
+        client.send_bytes(encode(Connect("c1"), 4) + encode(Publish("t", b"x", 1, packet_id=7), 4) + b"\xc0\x00")
+        self.assertEqual(client.received(), [ConnAck(False, 0), PubAck(7), PingResp()])
+
+
+class MalformedInputTests(BrokerTestCase):
+    """
+    Bad input ends in a clean close: 5.0 clients get DISCONNECT with the
+    codec's reason code first (section 4.13), 3.1.1 connections just close
+    [MQTT-4.8.0-1]; nothing is raised out of C{dataReceived}.
+    """
+
+    # (description, 3.1.1 bytes, 5.0 bytes, 5.0 reason code)
+    CASES = [
+        ("PUBLISH with QoS 3", b"\x36\x05\x00\x01t\x00\x01", b"\x36\x06\x00\x01t\x00\x01\x00", 0x81),
+        (
+            "SUBSCRIBE with reserved flags 0",
+            b"\x80\x06\x00\x01\x00\x01t\x00",
+            b"\x80\x07\x00\x01\x00\x00\x01t\x00",
+            0x81,
+        ),
+        (
+            "PUBLISH QoS 1 with packet identifier 0",
+            b"\x32\x05\x00\x01t\x00\x00",
+            b"\x32\x06\x00\x01t\x00\x00\x00",
+            0x82,
+        ),
+        ("PUBLISH with a wildcard in its topic", b"\x30\x03\x00\x01#", b"\x30\x04\x00\x01#\x00", 0x90),
+        ("Remaining Length not minimal", b"\xc0\x80\x00", b"\xc0\x80\x00", 0x81),
+        ("reserved packet type 0", b"\x00\x00", b"\x00\x00", 0x81),
+        ("CONNACK from a client", b"\x20\x02\x00\x00", b"\x20\x03\x00\x00\x00", 0x82),
+        ("SUBSCRIBE without filters", b"\x82\x02\x00\x01", b"\x82\x03\x00\x01\x00", 0x82),
+        ("PUBLISH with invalid UTF-8 topic", b"\x30\x03\x00\x01\xff", b"\x30\x04\x00\x01\xff\x00", 0x81),
+    ]
+
+    def _check(self, level: int) -> None:
+        for what, v3, v5, code in self.CASES:
+            client = self.connect_client("c-" + what, level)
+            client.send_bytes(v5 if level == 5 else v3)
+            self.assertClosedWith(client, code if level == 5 else None, what)
+            # Anything after the error is ignored.
+            client.send_bytes(b"\xc0\x00")
+            self.assertEqual(client.received(), [], what)
+            client.finish_close()
+
+    def test_v5_malformed_packets_disconnect_with_reason(self) -> None:
+        """
+        If a 5.0 client sends a malformed packet or breaks the protocol, the
+        broker sends DISCONNECT with the codec's reason code, then closes.
+        """
+        self._check(5)
+
+    def test_v311_malformed_packets_close(self) -> None:
+        """
+        If a 3.1.1 client sends a malformed packet, the broker closes the
+        connection without sending anything [MQTT-4.8.0-1].
+        """
+        self._check(4)
+
+    def test_malformed_input_publishes_will(self) -> None:
+        """
+        If a client's connection ends on a protocol error, its will is
+        published ([MQTT-3.1.2-8]: not a normal DISCONNECT).
+        """
+        watcher = self.connect_client("watcher")
+        watcher.subscribe("will")
+        client = self.connect_client("c1", 5, will=Will("will", b"w"))
+        client.send_bytes(b"\x36\x00")
+        client.finish_close()
+        self.assertEqual(watcher.received(), [Publish("will", b"w")])
+
+    def test_packet_too_large_v5(self) -> None:
+        """
+        If a 5.0 client sends a packet longer than C{max_packet_size}, the
+        broker sends DISCONNECT 0x95 (Packet too large) and closes.
+        """
+        self.use_config(max_packet_size=64)
+        client = self.connect_client("c1", 5)
+        client.publish("t", b"x" * 100)
+        self.assertClosedWith(client, 0x95)
+
+    def test_packet_too_large_rejected_from_fixed_header(self) -> None:
+        """
+        If a client announces a packet longer than C{max_packet_size}, the
+        broker refuses it from the fixed header, before the body arrives.
+        """
+        self.use_config(max_packet_size=64)
+        client = self.connect_client("c1", 5)
+        client.send_bytes(b"\x30\xff\xff\xff\x7f")
+        self.assertClosedWith(client, 0x95)
+
+    def test_packet_too_large_v311_closes(self) -> None:
+        """
+        If a 3.1.1 client sends a packet longer than C{max_packet_size}, the
+        broker closes the connection.
+        """
+        self.use_config(max_packet_size=64)
+        client = self.connect_client("c1", 4)
+        client.publish("t", b"x" * 100)
+        self.assertEqual(client.received(), [])
+        self.assertTrue(client.disconnecting)
+
+    def test_unsupported_protocol_level(self) -> None:
+        """
+        If CONNECT names a protocol level the broker does not support, it
+        answers CONNACK 0x01 and closes [MQTT-3.1.2-2].
+        """
+        data = bytearray(encode(Connect("c1"), 4))
+        self.assertEqual(data[2:9], b"\x00\x04MQTT\x04")
+        data[8] = 6
+        client = self.open_connection(4)
+        client.send_bytes(bytes(data))
+        self.assertEqual(client.received(), [ConnAck(False, 0x01)])
+        self.assertTrue(client.disconnecting)
+        self.assertEqual(self.broker.sessions, {})
+
+    def test_malformed_v5_connect_refused_with_connack(self) -> None:
+        """
+        If a 5.0 CONNECT is malformed (reserved flag set), the broker answers
+        CONNACK with 0x81 and closes, without DISCONNECT [MQTT-3.1.2-3]
+        [MQTT-3.14.0-1].
+        """
+        data = bytearray(encode(Connect("c1", 5), 5))
+        self.assertEqual(data[2:9], b"\x00\x04MQTT\x05")
+        data[9] |= 0x01
+        client = self.open_connection(5)
+        client.send_bytes(bytes(data))
+        self.assertEqual(client.received(), [ConnAck(False, 0x81)])
+        self.assertTrue(client.disconnecting)
+
+    def test_auth_without_method_is_protocol_error(self) -> None:
+        """
+        If a 5.0 client sends AUTH though no authentication method was
+        agreed at CONNECT, the broker sends DISCONNECT 0x82 and closes
+        (section 4.12).
+        """
+        client = self.connect_client("c1", 5)
+        client.send_bytes(b"\xf0\x00")
+        self.assertClosedWith(client, 0x82)
+
+
+class CloseTests(BrokerTestCase):
+    """
+    How connections end.
+    """
+
+    def test_v5_disconnect_not_answered(self) -> None:
+        """
+        If a 5.0 client sends DISCONNECT, the broker closes the connection
+        and sends nothing back: DISCONNECT is the last packet on a
+        connection ([MQTT-3.14.4-1], [MQTT-3.14.4-3]).
+        """
+        client = self.connect_client("c1", 5)
+        client.send(Disconnect())
+        self.assertTrue(client.disconnecting)
+        self.assertEqual(client.received(), [])
+
+    def test_v311_disconnect_closes(self) -> None:
+        """
+        If a 3.1.1 client sends DISCONNECT, the broker closes the connection
+        and ignores anything sent after it.
+        """
+        client = self.connect_client("c1", 4)
+        client.send_bytes(encode(Disconnect(), 4) + b"\xc0\x00")
+        self.assertTrue(client.disconnecting)
+        self.assertEqual(client.received(), [])
+
+    def test_connection_lost_twice_is_harmless(self) -> None:
+        """
+        If the transport reports the connection lost after the broker
+        already closed it, nothing breaks.
+        """
+        client = self.connect_client("c1", 5)
+        client.send(Disconnect())
+        client.finish_close()
+        client.protocol.connectionLost(Failure(ConnectionLost()))
+        self.assertNotIn("c1", self.broker.sessions)
+
+
+class BackPressureTests(BrokerTestCase):
+    """
+    A slow subscriber: while its transport is paused, QoS 0 messages to it
+    are dropped and counted, QoS 1/2 queued, and it is not read
+    (DESIGN.md, slow consumers).
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.sub = self.connect_client("sub")
+        self.sub.subscribe("t", qos=2)
+        self.pub = self.connect_client("pub")
+
+    def test_registered_as_streaming_producer(self) -> None:
+        """
+        Each connection registers itself with its transport as a streaming
+        (push) producer.
+        """
+        self.assertIs(self.sub.transport.producer, self.sub.protocol)
+        self.assertTrue(self.sub.transport.streaming)
+
+    def test_paused_drops_qos0_and_queues_qos1(self) -> None:
+        """
+        If a subscriber's transport is paused, QoS 0 messages to it are
+        dropped and counted, QoS 1/2 queued; on resume the queued ones are
+        sent in order.
+        """
+        self.sub.protocol.pauseProducing()
+        self.pub.publish("t", b"0a", 0)
+        self.pub.publish_acked("t", b"1a", 1)
+        self.pub.publish("t", b"0b", 0)
+        self.pub.publish_acked("t", b"2a", 2)
+        self.pub.publish_acked("t", b"1b", 1)
+        self.assertEqual(self.sub.received(), [])
+        self.assertEqual(self.broker.counters.dropped_qos0, 2)
+        self.sub.protocol.resumeProducing()
+        got = self.sub.publishes()
+        self.assertEqual([(p.payload, p.qos) for p in got], [(b"1a", 1), (b"2a", 2), (b"1b", 1)])
+        self.assertEqual(self.broker.counters.dropped_qos0, 2)
+
+    def test_paused_stops_reading(self) -> None:
+        """
+        If the transport pauses the connection, the connection pauses reading
+        from the transport too, and resumes with it.
+        """
+        self.sub.protocol.pauseProducing()
+        self.assertEqual(self.sub.transport.producerState, "paused")
+        self.sub.protocol.resumeProducing()
+        self.assertEqual(self.sub.transport.producerState, "producing")
+
+    def test_paused_queue_is_bounded(self) -> None:
+        """
+        If a paused subscriber's queue reaches C{max_queued_messages},
+        further QoS 1/2 messages are dropped and counted.
+        """
+        self.use_config(max_queued_messages=2)
+        sub = self.connect_client("sub")
+        sub.subscribe("t", qos=1)
+        pub = self.connect_client("pub")
+        sub.protocol.pauseProducing()
+        for i in range(5):
+            pub.publish_acked("t", b"%d" % i, 1)
+        self.assertEqual(self.broker.counters.dropped_queue_full, 3)
+        sub.protocol.resumeProducing()
+        self.assertEqual([p.payload for p in sub.publishes()], [b"0", b"1"])
+
+    def test_other_subscribers_not_stalled(self) -> None:
+        """
+        If one subscriber is paused, others still get messages at once.
+        """
+        other = self.connect_client("other")
+        other.subscribe("t", qos=1)
+        self.sub.protocol.pauseProducing()
+        self.pub.publish_acked("t", b"m", 1)
+        self.assertEqual([p.payload for p in other.publishes()], [b"m"])
+        self.assertEqual(self.sub.received(), [])
+
+
+class PropertiesOnTheWireTests(BrokerTestCase):
+    """
+    Limits the client announced in its CONNECT.
+    """
+
+    def test_message_over_client_maximum_packet_size_dropped(self) -> None:
+        """
+        If a message is larger than the Maximum Packet Size a 5.0 subscriber
+        announced, it is not sent to it, and counted [MQTT-3.1.2-24]; smaller
+        ones still are.
+        """
+        sub = self.connect_client("sub", 5, properties=Properties(maximum_packet_size=64))
+        sub.subscribe("t", qos=1)
+        pub = self.connect_client("pub", 5)
+        pub.publish_acked("t", b"x" * 100, 1)
+        pub.publish_acked("t", b"small", 1)
+        self.assertEqual([p.payload for p in sub.publishes()], [b"small"])
+        self.assertEqual(self.broker.counters.dropped_too_large, 1)
