@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import io
 import json
+import signal
 import sys
+from collections.abc import Callable
 from typing import Any, cast
 
 from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import Application, IServiceCollection
+from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IProtocolFactory
@@ -30,6 +33,7 @@ from mqttx.service import (
     Components,
     MQTTXService,
     Options,
+    _format_address,
     _twistd_log_file,
     build_components,
     make_log_observer,
@@ -105,6 +109,22 @@ class Fakes:
         service = MQTTXService(config, reactor, components=self, **kwargs)
         self.service.append(service)
         return service
+
+
+class ThreadCallReactor(MemoryReactorClock):
+    """A reactor that keeps C{callFromThread} calls for the test to run."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.thread_calls: list[tuple[Callable[..., object], tuple[object, ...]]] = []
+
+    def callFromThread(self, f: Callable[..., object], *args: object) -> None:
+        self.thread_calls.append((f, args))
+
+    def run_thread_calls(self) -> None:
+        calls, self.thread_calls = self.thread_calls, []
+        for f, args in calls:
+            f(*args)
 
 
 class FailingReactor(MemoryReactorClock):
@@ -211,6 +231,25 @@ class MakeServiceTests(SynchronousTestCase):
         reactor = MemoryReactorClock()
         makeService(self.options(TWO_LISTENERS), reactor)
         self.assertEqual(len(reactor.whenRunningHooks), 1)
+
+    def test_sigterm_stops_reactor(self) -> None:
+        """
+        Once the reactor runs, SIGTERM stops it through C{callFromThread}
+        (safe from a signal handler), and is logged.
+        """
+        reactor = ThreadCallReactor()
+        makeService(self.options(TWO_LISTENERS), reactor)
+        self.addCleanup(signal.signal, signal.SIGTERM, signal.getsignal(signal.SIGTERM))
+        [(hook, args, kwargs)] = reactor.whenRunningHooks
+        hook(*args, **kwargs)
+        handler = signal.getsignal(signal.SIGTERM)
+        assert callable(handler)
+        handler(signal.SIGTERM, None)
+        self.assertFalse(reactor.hasStopped)
+        with capturedLogs() as events:
+            reactor.run_thread_calls()
+        self.assertTrue(reactor.hasStopped)
+        self.assertEqual([e.get("event_id") for e in events], ["service.sigterm"])
 
     def test_real_components_start_and_stop(self) -> None:
         """
@@ -460,6 +499,26 @@ class LifecycleTests(SynchronousTestCase):
         self.assertEqual(failed["log_level"], LogLevel.critical)
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
+    def test_listener_stop_failure_logged(self) -> None:
+        """
+        A listener that fails to stop is logged; the broker and store stop
+        all the same.
+        """
+        self.service.startService()
+        self.fakes.broker.starting.callback(None)
+        first = self.service.getServiceNamed("first")
+        self.patch(first, "stopService", lambda: fail(OSError("bad fd")))
+        self.fakes.broker.stopping = succeed(None)
+        self.fakes.store.closing = succeed(None)
+        with capturedLogs() as events:
+            self.successResultOf(self.service.stopService())
+        [failed] = [e for e in events if e.get("event_id") == "listener.stop_failed"]
+        self.assertEqual(failed["listener"], "first")
+        self.assertEqual(
+            self.fakes.events[-2:], ["broker.shutdown listening=['first']", "store.close"]
+        )
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
     def test_store_close_failure_logged(self) -> None:
         """
         If closing the store fails, the failure is logged.
@@ -524,6 +583,18 @@ class StartFailureTests(SynchronousTestCase):
             self.assertRaises(SystemExit, service.startService)
         self.assertIn("service.start_failed", [e.get("event_id") for e in events])
         self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+
+
+class AddressTests(SynchronousTestCase):
+    """
+    Listener addresses are logged the way they are written in URLs.
+    """
+
+    def test_addresses(self) -> None:
+        self.assertEqual(_format_address(IPv4Address("TCP", "127.0.0.1", 1883)), "127.0.0.1:1883")
+        self.assertEqual(_format_address(IPv6Address("TCP", "::1", 1883)), "[::1]:1883")
+        self.assertEqual(_format_address(UNIXAddress(b"/run/mqttx.sock")), "/run/mqttx.sock")
+        self.assertEqual(_format_address(UNIXAddress(None)), "UNIXAddress(None)")
 
 
 class BuildComponentsTests(SynchronousTestCase):
