@@ -19,7 +19,7 @@ rather than accepted and ignored.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any, TypeVar
 
@@ -274,7 +274,14 @@ class _UniqueKeySafeLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[object] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                # "<<: *defaults" then overriding some keys is YAML's
+                # intended use of merge keys, not a duplicate.
+                continue
             key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                # The base class reports unhashable keys with their position.
+                break
             if key in seen:
                 raise yaml.constructor.ConstructorError(
                     problem=f"duplicate key {key!r}", problem_mark=key_node.start_mark

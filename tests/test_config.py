@@ -518,6 +518,24 @@ listeners:
         )
         self.assertNotIn("\n", str(error))
 
+    def test_merge_keys_override(self) -> None:
+        """
+        YAML merge keys may be overridden: that is not a duplicate.
+        """
+        text = """
+mqtt:
+  <<: {max_inflight: 3, receive_maximum: 5}
+  max_inflight: 4
+"""
+        mqtt = parse_config(text, SOURCE).mqtt
+        self.assertEqual((mqtt.max_inflight, mqtt.receive_maximum), (4, 5))
+
+    def test_unhashable_key(self) -> None:
+        """
+        A list used as a mapping key is invalid YAML for a configuration.
+        """
+        self.assertRejected("{[1]: 2}", "line 1, column 2", "invalid YAML", "unhashable key")
+
     def test_invalid_yaml_tab(self) -> None:
         """
         A tab in indentation (a frequent YAML mistake) is located.
