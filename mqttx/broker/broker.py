@@ -200,6 +200,10 @@ class Broker:
         will = connect.will
         if will is not None:
             if not is_valid_topic_name(will.topic):
+                if not v5:
+                    # [MQTT-4.7.1-1] breaks section 3.1, and 3.1.1 has no
+                    # return code for it: close without CONNACK [MQTT-3.1.4-1].
+                    return succeed(None)
                 return self._refuse(link, connect, ReasonCode.TOPIC_NAME_INVALID)
             if will.retain and not self.config.retain_available:
                 # [MQTT-3.2.2-13]
