@@ -8,8 +8,10 @@ retained messages, subscriptions and shutdown.
 from __future__ import annotations
 
 from mqttx.broker.broker import NEVER_EXPIRES
+from mqttx.config import MQTTConfig
 from mqttx.mqtt.packets import (
     ConnAck,
+    Connect,
     Disconnect,
     PubAck,
     PubComp,
@@ -23,7 +25,7 @@ from mqttx.mqtt.packets import (
     Will,
 )
 from mqttx.mqtt.properties import NO_PROPERTIES, Properties
-from tests.helpers import BrokerTestCase
+from tests.helpers import PROTOCOL_NAMES, BrokerTestCase
 
 
 class ConnAckTests(BrokerTestCase):
@@ -1031,3 +1033,196 @@ class ShutdownTests(BrokerTestCase):
         self.assertEqual(late3.connack, ConnAck(False, 0x03))
         v5.finish_close()
         self.successResultOf(d)
+
+
+class RetainUnavailableTests(BrokerTestCase):
+    """
+    A broker configured with C{retain_available: false}.
+    """
+
+    def default_config(self) -> MQTTConfig:
+        return MQTTConfig(retain_available=False)
+
+    def test_connack_says_retain_unavailable(self) -> None:
+        """
+        The 5.0 CONNACK carries Retain Available 0 (section 3.2.2.3.5).
+        """
+        client = self.connect_client("c1", 5)
+        assert client.connack is not None
+        self.assertEqual(client.connack.properties.retain_available, 0)
+
+    def test_retained_publish_refused(self) -> None:
+        """
+        If a 5.0 client publishes with RETAIN 1 anyway, the broker sends
+        DISCONNECT 0x9A (Retain not supported) [MQTT-3.3.1-?]; a 3.1.1
+        client is closed.
+        """
+        v5 = self.connect_client("c5", 5)
+        v5.publish("t", b"m", 0, retain=True)
+        self.assertClosedWith(v5, 0x9A)
+        v3 = self.connect_client("c3", 4)
+        v3.publish("t", b"m", 0, retain=True)
+        self.assertClosedWith(v3, None)
+        self.assertEqual(len(self.broker.retained), 0)
+
+    def test_will_retain_refused(self) -> None:
+        """
+        If a 5.0 client asks for a retained will, CONNACK says 0x9A
+        [MQTT-3.2.2-13].
+        """
+        client = self.connect_client("c1", 5, will=Will("w", b"x", retain=True))
+        assert client.connack is not None
+        self.assertEqual(client.connack.reason_code, 0x9A)
+        self.assertTrue(client.disconnecting)
+
+
+class V5FeatureTests(BrokerTestCase):
+    """
+    MQTT 5 features seen end to end.
+    """
+
+    def test_topic_alias(self) -> None:
+        """
+        If a 5.0 client sets a Topic Alias with a topic, then publishes with
+        the alias alone, subscribers get the full topic and no alias
+        (section 3.3.2.3.4).
+        """
+        sub = self.connect_client("sub", 5)
+        sub.subscribe("long/topic/name")
+        pub = self.connect_client("pub", 5)
+        pub.publish("long/topic/name", b"1", properties=Properties(topic_alias=1))
+        pub.publish("", b"2", properties=Properties(topic_alias=1))
+        got = sub.publishes()
+        self.assertEqual(
+            [(p.topic, p.payload, p.properties.topic_alias) for p in got],
+            [("long/topic/name", b"1", None), ("long/topic/name", b"2", None)],
+        )
+
+    def test_topic_alias_over_maximum(self) -> None:
+        """
+        If a 5.0 client uses a Topic Alias above the broker's Topic Alias
+        Maximum, the broker sends DISCONNECT 0x94 [MQTT-3.3.2-9].
+        """
+        self.use_config(topic_alias_maximum=2)
+        pub = self.connect_client("pub", 5)
+        pub.publish("t", b"1", properties=Properties(topic_alias=3))
+        self.assertClosedWith(pub, 0x94)
+
+    def test_receive_maximum_exceeded(self) -> None:
+        """
+        If a 5.0 client has more unacknowledged QoS 2 messages in flight to
+        the broker than its Receive Maximum, the broker sends DISCONNECT 0x93
+        (section 3.3.4).
+        """
+        self.use_config(receive_maximum=2)
+        pub = self.connect_client("pub", 5)
+        pub.publish("t", b"1", 2)
+        pub.publish("t", b"2", 2)
+        self.assertEqual([type(p) for p in pub.received()], [PubRec, PubRec])
+        pub.publish("t", b"3", 2)
+        self.assertClosedWith(pub, 0x93)
+
+    def test_receive_maximum_freed_by_pubcomp(self) -> None:
+        """
+        If a 5.0 client completes its QoS 2 exchanges, its window frees up.
+        """
+        self.use_config(receive_maximum=1)
+        pub = self.connect_client("pub", 5)
+        for _ in range(3):
+            pub.publish_acked("t", b"m", 2)
+        self.assertFalse(pub.disconnecting)
+
+    def test_subscription_identifier_on_retained(self) -> None:
+        """
+        If a 5.0 subscription has a Subscription Identifier, retained
+        messages sent for it carry that identifier [MQTT-3.3.4-3].
+        """
+        self.connect_client("pub").publish("r", b"m", 0, retain=True)
+        sub = self.connect_client("sub", 5)
+        sub.subscribe("r", subscription_id=42)
+        [got] = sub.publishes()
+        self.assertEqual(got.properties.subscription_identifier, (42,))
+
+    def test_message_properties_forwarded(self) -> None:
+        """
+        A 5.0 message's properties (Content Type, Response Topic,
+        Correlation Data, User Properties, Payload Format Indicator) reach
+        subscribers unchanged [MQTT-3.3.2-4] [MQTT-3.3.2-15] [MQTT-3.3.2-17]
+        [MQTT-3.3.2-18]; a 3.1.1 subscriber gets the bare message.
+        """
+        props = Properties(
+            payload_format_indicator=1,
+            content_type="text/plain",
+            response_topic="reply/here",
+            correlation_data=b"\x01\x02",
+            user_property=(("a", "1"), ("a", "2")),
+        )
+        sub5 = self.connect_client("sub5", 5)
+        sub5.subscribe("t")
+        sub3 = self.connect_client("sub3", 4)
+        sub3.subscribe("t")
+        self.connect_client("pub", 5).publish("t", b"m", properties=props)
+        [got5] = sub5.publishes()
+        self.assertEqual(got5.properties, props)
+        self.assertEqual(sub3.received(), [Publish("t", b"m")])
+
+    def test_message_expiry_forwarded_as_remaining(self) -> None:
+        """
+        If a 5.0 message has a Message Expiry Interval, subscribers get the
+        time it has left [MQTT-3.3.2-6].
+        """
+        sub = self.connect_client("sub", 5)
+        sub.subscribe("t", qos=1)
+        self.connect_client("pub", 5).publish("t", b"m", properties=Properties(message_expiry_interval=30))
+        [got] = sub.publishes()
+        self.assertEqual(got.properties.message_expiry_interval, 30)
+
+    def test_v31_subscriber_gets_v31_packets(self) -> None:
+        """
+        An MQTT 3.1 subscriber gets messages from 5.0 publishers encoded for
+        3.1.
+        """
+        sub = self.connect_client("sub", 3)
+        sub.subscribe("t", qos=1)
+        self.connect_client("pub", 5).publish_acked("t", b"m", 1, properties=Properties(content_type="x"))
+        [got] = sub.publishes()
+        self.assertEqual((got.topic, got.payload, got.qos), ("t", b"m", 1))
+
+    def test_takeover_across_versions(self) -> None:
+        """
+        If a 3.1.1 client's persistent session is taken over by a 5.0 client
+        with the same identifier, the session continues at 5.0.
+        """
+        first = self.connect_client("c1", 4, clean_start=False)
+        first.subscribe("t", qos=1)
+        second = self.connect_client("c1", 5, clean_start=False, properties=Properties(session_expiry_interval=60))
+        self.assertClosedWith(first, None)
+        assert second.connack is not None
+        self.assertTrue(second.connack.session_present)
+        self.connect_client("pub").publish_acked("t", b"m", 1)
+        [got] = second.publishes()
+        self.assertEqual(got.payload, b"m")
+
+    def test_v5_invalid_will_topic(self) -> None:
+        """
+        If a 5.0 client's Will Topic has a wildcard, CONNACK refuses it with
+        0x90 (Topic Name invalid) [MQTT-4.7.1-1].
+        """
+        client = self.connect_client("c1", 5, will=Will("a/#", b"w"))
+        assert client.connack is not None
+        self.assertEqual(client.connack.reason_code, 0x90)
+        self.assertTrue(client.disconnecting)
+
+    def test_v311_invalid_will_topic_closed_without_connack(self) -> None:
+        """
+        If a 3.1.1 client's Will Topic has a wildcard, the CONNECT breaks
+        section 3.1 [MQTT-4.7.1-1], so the broker closes the connection
+        without CONNACK [MQTT-3.1.4-1], as Mosquitto does; 3.1.1 has no
+        return code for it.
+        """
+        for level in (3, 4):
+            client = self.open_connection(level)
+            client.send(Connect(f"c{level}", level, PROTOCOL_NAMES[level], will=Will("a/+", b"w")))
+            self.assertEqual(client.received(), [], level)
+            self.assertTrue(client.disconnecting, level)
+            self.assertNotIn(f"c{level}", self.broker.sessions)

@@ -7,9 +7,15 @@ packet size, closing and back-pressure.
 
 from __future__ import annotations
 
+from typing import Any
+
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from mqttx.broker.broker import Broker
+from mqttx.interfaces import IAuthenticator
 from mqttx.mqtt.codec import encode
 from mqttx.mqtt.packets import (
     ConnAck,
@@ -26,7 +32,7 @@ from mqttx.mqtt.packets import (
 )
 from mqttx.mqtt.properties import Properties
 from mqttx.transports.mqtt import ABORT_TIMEOUT, CONNECT_TIMEOUT
-from tests.helpers import BrokerTestCase
+from tests.helpers import BrokerTestCase, FakeClient
 
 
 class KeepAliveTests(BrokerTestCase):
@@ -554,3 +560,119 @@ class PropertiesOnTheWireTests(BrokerTestCase):
         pub.publish_acked("t", b"small", 1)
         self.assertEqual([p.payload for p in sub.publishes()], [b"small"])
         self.assertEqual(self.broker.counters.dropped_too_large, 1)
+
+
+@implementer(IAuthenticator)
+class PendingAuthenticator:
+    """An authenticator whose answers the test gives, one per CONNECT, in order."""
+
+    def __init__(self) -> None:
+        self.pending: list[Deferred[int]] = []
+
+    def authenticate(
+        self, client_id: str, username: str | None, password: bytes | None, listener: str
+    ) -> Deferred[int]:
+        d: Deferred[int] = Deferred()
+        self.pending.append(d)
+        return d
+
+
+class SlowAuthenticationTests(BrokerTestCase):
+    """
+    Admission that takes time: the authenticator answers later.
+    """
+
+    def make_broker(self) -> Broker:
+        self.authenticator = PendingAuthenticator()
+        return Broker(self.config, clock=self.clock, store=self.store, authenticator=self.authenticator)
+
+    def _connect(self, client_id: str, level: int = 4, **kwargs: Any) -> FakeClient:
+        client = self.open_connection(level)
+        client.send(Connect(client_id, level, **kwargs))
+        return client
+
+    def test_packets_wait_for_admission(self) -> None:
+        """
+        If a client sends packets behind CONNECT while it is being
+        authenticated, they are handled after the CONNACK, in order, and the
+        connection is not read meanwhile.
+        """
+        client = self._connect("c1")
+        client.send(Publish("t", b"x", 1, packet_id=3), PingReq())
+        self.assertEqual(client.received(), [])
+        self.assertEqual(client.transport.producerState, "paused")
+        self.authenticator.pending[0].callback(0)
+        self.assertEqual(client.received(), [ConnAck(False, 0), PubAck(3), PingResp()])
+        self.assertEqual(client.transport.producerState, "producing")
+
+    def test_refused_client_packets_not_processed(self) -> None:
+        """
+        If the authenticator refuses a client, CONNACK carries its code and
+        the packets the client sent behind CONNECT are not processed
+        [MQTT-3.1.4-5] [MQTT-3.2.2-5].
+        """
+        watcher = self.open_connection()
+        watcher.send(Connect("watcher"), Subscribe(1, (Subscription("t"),)))
+        self.authenticator.pending[0].callback(0)
+        watcher.received()
+        client = self._connect("c1", username="u", password=b"bad")
+        client.send(Publish("t", b"x", 0, True))
+        self.authenticator.pending[1].callback(0x86)
+        self.assertEqual(client.received(), [ConnAck(False, 0x04)])
+        self.assertTrue(client.disconnecting)
+        self.assertEqual(watcher.received(), [])
+        self.assertEqual(len(self.broker.retained), 0)
+
+    def test_v5_refusal_code(self) -> None:
+        """
+        If the authenticator refuses a 5.0 client, CONNACK carries the
+        authenticator's reason code.
+        """
+        client = self._connect("c1", 5, protocol_name="MQTT")
+        self.authenticator.pending[0].callback(0x87)
+        [connack] = client.received()
+        assert isinstance(connack, ConnAck)
+        self.assertEqual(connack.reason_code, 0x87)
+        self.assertTrue(client.disconnecting)
+
+    def test_connection_lost_during_authentication(self) -> None:
+        """
+        If the connection is lost while the client is being authenticated,
+        the session the broker then admits is detached at once: its will is
+        published and a session ending with the connection is gone.
+        """
+        watcher = self.open_connection()
+        watcher.send(Connect("watcher"), Subscribe(1, (Subscription("will"),)))
+        self.authenticator.pending[0].callback(0)
+        watcher.received()
+        client = self._connect("c1", will=Will("will", b"w"))
+        client.drop()
+        self.authenticator.pending[1].callback(0)
+        self.assertNotIn("c1", self.broker.sessions)
+        self.assertEqual(watcher.received(), [Publish("will", b"w")])
+
+    def test_persistent_session_detached_if_lost_during_authentication(self) -> None:
+        """
+        If the connection of a persistent session is lost during
+        authentication, the session is kept offline: messages for it are
+        queued, not written to the dead connection.
+        """
+        client = self._connect("c1", clean_start=False)
+        client.drop()
+        self.authenticator.pending[0].callback(0)
+        session = self.broker.sessions["c1"]
+        self.assertIsNone(session.link)
+        self.assertIsNotNone(session.disconnected_at)
+
+    def test_protocol_error_during_authentication(self) -> None:
+        """
+        If a client breaks the protocol while being authenticated, the
+        connection closes and, once it is gone, the admitted session is
+        detached.
+        """
+        client = self._connect("c1", clean_start=False)
+        client.send_bytes(b"\x00\x00")
+        self.assertTrue(client.disconnecting)
+        self.authenticator.pending[0].callback(0)
+        client.finish_close()
+        self.assertIsNone(self.broker.sessions["c1"].link)
