@@ -357,10 +357,12 @@ class Broker:
 
     def disconnect(self, session: Session, packet: Disconnect) -> None:
         """
-        The client sent DISCONNECT: drop its will unless it asked for it
-        (MQTT 5 reason 0x04) [MQTT-3.1.2-10], and apply a new session expiry.
+        The client sent DISCONNECT: a normal disconnection (reason 0x00)
+        drops its will [MQTT-3.1.2-10]; any other reason (0x04 asks for the
+        will, 0x80 and up end the connection on an error) keeps it
+        [MQTT-3.1.2-8]. Then apply a new session expiry.
         """
-        if packet.reason_code != ReasonCode.DISCONNECT_WITH_WILL_MESSAGE:
+        if packet.reason_code == ReasonCode.SUCCESS:
             session.will = None
         expiry = packet.properties.session_expiry_interval
         if expiry is not None:
