@@ -566,6 +566,31 @@ class WillTests(BrokerTestCase):
         client.disconnect(0x04)
         self.assertEqual(self._wills(), [("will/c1", b"asked")])
 
+    def test_v5_disconnect_with_error_code_publishes_will(self) -> None:
+        """
+        If a 5.0 client sends DISCONNECT with an error reason code (here
+        0x80, Unspecified error), the will is published: only a normal
+        disconnection (0x00) deletes it [MQTT-3.1.2-8] [MQTT-3.14.4-3].
+        """
+        client = self.connect_client("c1", 5, will=Will("will/c1", b"error"))
+        client.disconnect(0x80)
+        self.assertEqual(self._wills(), [("will/c1", b"error")])
+
+    def test_v5_normal_disconnect_discards_will(self) -> None:
+        """
+        If a 5.0 client sends DISCONNECT 0x00, its will, even a delayed one,
+        is never published [MQTT-3.1.2-10].
+        """
+        client = self.connect_client(
+            "c1",
+            5,
+            properties=Properties(session_expiry_interval=100),
+            will=Will("will/c1", b"w", properties=Properties(will_delay_interval=10)),
+        )
+        client.disconnect(0x00)
+        self.clock.advance(1000)
+        self.assertEqual(self._wills(), [])
+
     def test_v5_will_delay(self) -> None:
         """
         If a 5.0 will has a Will Delay Interval, it is published that long
