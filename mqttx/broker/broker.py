@@ -113,8 +113,12 @@ class Broker:
                 self.retained.set(message.topic, message)
             else:
                 self._store.delete_retained(message.topic)
-        for stored in snapshot.sessions:
-            self._restore(stored, now)
+        expired = [self._restore(stored, now) for stored in snapshot.sessions]
+        # Sessions that expired while the broker was down end only once every
+        # session is back, so that their wills reach all subscribers.
+        for session in expired:
+            if session is not None:
+                self._end_session(session)
         self.log.info(
             "broker {node} ready: {sessions} stored sessions, {retained} retained messages",
             node=self.node_name,
@@ -123,7 +127,8 @@ class Broker:
             event_id="broker.started",
         )
 
-    def _restore(self, stored: StoredSession, now: float) -> None:
+    def _restore(self, stored: StoredSession, now: float) -> Session | None:
+        """Rebuild a stored session; return it if it has already expired."""
         record = stored.record
         session = self._new_session(record.client_id, record.protocol_level, record.expiry_interval)
         session.stored = True
@@ -145,9 +150,9 @@ class Broker:
             session.will_call = self._clock.callLater(max(0.0, due - now), self._fire_will, session)
         remaining = session.disconnected_at + session.expiry_interval - now
         if remaining <= 0:
-            self._end_session(session)
-        else:
-            session.expiry_call = self._clock.callLater(remaining, self._expire, session)
+            return session
+        session.expiry_call = self._clock.callLater(remaining, self._expire, session)
+        return None
 
     def shutdown(self) -> Deferred[None]:
         """
