@@ -301,3 +301,25 @@ class BrokerRestartTests(BrokerTestCase):
         self.assertEqual(watcher.received(), [])
         self.clock.advance(0.1)
         self.assertEqual(watcher.received(), [Publish("will", b"late")])
+
+    def test_will_of_session_expired_while_down_reaches_all_sessions(self) -> None:
+        """
+        If a session with a pending will expired while the broker was down,
+        the restarted broker publishes the will once every stored session is
+        back, so offline subscribers restored after it still get it
+        [MQTT-3.1.3-9].
+        """
+        will = Will("will", b"late", 1, properties=Properties(will_delay_interval=100))
+        # Stored first, so it is loaded first.
+        self.connect_client(
+            "dying", 5, clean_start=False, properties=Properties(session_expiry_interval=10), will=will
+        ).drop()
+        sub = self.connect_client("sub", 5, clean_start=False, properties=Properties(session_expiry_interval=1000))
+        sub.subscribe("will", qos=1)
+        sub.drop()
+        self.successResultOf(self.broker.shutdown())
+        self.clock.advance(50)
+        self._build()
+        self.assertNotIn("dying", self.broker.sessions)
+        sub = self.connect_client("sub", 5, clean_start=False, properties=Properties(session_expiry_interval=1000))
+        self.assertEqual([(p.topic, p.payload) for p in sub.publishes()], [("will", b"late")])
