@@ -235,7 +235,7 @@ class QoSTests(BrokerTestCase):
     def test_qos1_inbound_acknowledged(self) -> None:
         """
         If a client publishes at QoS 1, the broker answers PUBACK with the
-        same packet identifier [MQTT-4.3.2-4].
+        same packet identifier (3.1.1 [MQTT-4.3.2-2], 5.0 [MQTT-4.3.2-4]).
         """
         pub = self.connect_client("pub")
         pub.publish("t", b"m", 1, packet_id=42)
@@ -244,7 +244,7 @@ class QoSTests(BrokerTestCase):
     def test_qos2_inbound_flow(self) -> None:
         """
         If a client publishes at QoS 2, the broker answers PUBREC, then
-        PUBCOMP to its PUBREL [MQTT-4.3.3-9] [MQTT-4.3.3-11]; the message is
+        PUBCOMP to its PUBREL (5.0 [MQTT-4.3.3-9] [MQTT-4.3.3-11]); the message is
         delivered once, at PUBLISH.
         """
         sub = self.connect_client("sub")
@@ -353,7 +353,7 @@ class QoSTests(BrokerTestCase):
     def test_packet_identifiers_distinct_while_in_flight(self) -> None:
         """
         While QoS 1 deliveries are unacknowledged, each has its own packet
-        identifier [MQTT-2.3.1-2].
+        identifier [MQTT-2.3.1-4].
         """
         sub = self.connect_client("sub")
         sub.subscribe("t", qos=1)
@@ -958,7 +958,7 @@ class SubscriptionTests(BrokerTestCase):
     def test_unsubscribe(self) -> None:
         """
         If a client unsubscribes, it gets UNSUBACK and no more messages for
-        that filter [MQTT-3.10.4-1] [MQTT-3.10.4-4].
+        that filter [MQTT-3.10.4-2] [MQTT-3.10.4-4].
         """
         sub = self.connect_client("sub")
         sub.subscribe("t")
@@ -1079,7 +1079,7 @@ class RetainUnavailableTests(BrokerTestCase):
     def test_retained_publish_refused(self) -> None:
         """
         If a 5.0 client publishes with RETAIN 1 anyway, the broker sends
-        DISCONNECT 0x9A (Retain not supported) [MQTT-3.3.1-?]; a 3.1.1
+        DISCONNECT 0x9A (Retain not supported) (section 3.3.1.3); a 3.1.1
         client is closed.
         """
         v5 = self.connect_client("c5", 5)
@@ -1172,8 +1172,9 @@ class V5FeatureTests(BrokerTestCase):
         """
         A 5.0 message's properties (Content Type, Response Topic,
         Correlation Data, User Properties, Payload Format Indicator) reach
-        subscribers unchanged [MQTT-3.3.2-4] [MQTT-3.3.2-15] [MQTT-3.3.2-17]
-        [MQTT-3.3.2-18]; a 3.1.1 subscriber gets the bare message.
+        subscribers unchanged [MQTT-3.3.2-4] [MQTT-3.3.2-15] [MQTT-3.3.2-16]
+        [MQTT-3.3.2-17] [MQTT-3.3.2-18] [MQTT-3.3.2-20]; a 3.1.1 subscriber gets
+        the bare message.
         """
         props = Properties(
             payload_format_indicator=1,
