@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
@@ -33,6 +35,7 @@ from mqttx.mqtt.packets import (
 from mqttx.mqtt.properties import Properties
 from mqttx.transports.mqtt import ABORT_TIMEOUT, CONNECT_TIMEOUT
 from tests.helpers import BrokerTestCase, FakeClient
+from tests.strategies import LEVELS, packets
 
 
 class KeepAliveTests(BrokerTestCase):
@@ -676,3 +679,45 @@ class SlowAuthenticationTests(BrokerTestCase):
         self.authenticator.pending[0].callback(0)
         client.finish_close()
         self.assertIsNone(self.broker.sessions["c1"].link)
+
+
+class FuzzTests(BrokerTestCase):
+    """
+    Whatever a client sends after CONNECT, nothing escapes C{dataReceived},
+    no error is logged (an unexpected logged error fails the test) and
+    everything the broker writes is valid MQTT for the client's version.
+    """
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.data())
+    def test_any_input_after_connect(self, data: st.DataObject) -> None:
+        """
+        If a client sends any sequence of valid packets of any type, raw
+        bytes, or packets with one byte changed, the broker answers with
+        valid packets or closes the connection, and never fails.
+        """
+        level = data.draw(st.sampled_from(LEVELS), label="level")
+        self._build()
+        watcher = self.connect_client("watcher", level)
+        watcher.subscribe("#", qos=2)
+        client = self.connect_client("c", level, clean_start=data.draw(st.booleans(), label="clean"))
+        encoded = packets(level).map(lambda p: encode(p, level))
+        mutated = st.tuples(encoded, st.integers(0, 1000), st.integers(0, 255)).map(
+            lambda t: t[0][: t[1] % len(t[0])] + bytes((t[2],)) + t[0][t[1] % len(t[0]) + 1 :]
+        )
+        chunks = data.draw(
+            st.lists(st.one_of(encoded, encoded, mutated, st.binary(max_size=16)), max_size=6), label="chunks"
+        )
+        for chunk in chunks:
+            client.send_bytes(chunk)
+            self.clock.advance(1)
+            client.received()
+            watcher.ack(watcher.publishes())
+            watcher.received()
+        if data.draw(st.booleans(), label="drop"):
+            client.drop()
+        else:
+            client.finish_close()
+        self.clock.advance(10**6)
+        watcher.ack(watcher.publishes())
+        watcher.received()
