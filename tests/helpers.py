@@ -177,6 +177,10 @@ class FakeClient:
         packets, self._pending = self._pending + self._decoder.feed(chunk), []
         return packets
 
+    def has_unread(self) -> bool:
+        """Whether the server wrote anything not yet returned by L{received}."""
+        return bool(self._pending) or len(self.transport.value()) > self._read
+
     def expect(self, kind: type[P]) -> P:
         """
         Read the next packet the server wrote, which must be a C{kind};

@@ -7,7 +7,10 @@ which order, and when sessions expire.
 
 from __future__ import annotations
 
-from mqttx.mqtt.packets import ConnAck, Disconnect, PubAck, PubComp, Publish, PubRec, PubRel
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mqttx.mqtt.packets import ConnAck, Disconnect, Packet, PubAck, PubComp, Publish, PubRec, PubRel
 from mqttx.mqtt.properties import Properties
 from tests.helpers import BrokerTestCase, FakeClient
 
@@ -359,3 +362,121 @@ class PersistentSessionTests(BrokerTestCase):
         self.assertEqual([d.message.payload for d in stored["sub"].queued], [b"queued"])
         self.assertEqual(stored["pub"].inbound_qos2, (9,))
         self.assertEqual([e.topic_filter for e in stored["sub"].record.subscriptions], ["t"])
+
+
+class NoLossTests(BrokerTestCase):
+    """
+    No acknowledged QoS 1/2 message is lost (DESIGN.md), whatever happens to
+    the subscriber's connection and to the broker in between.
+    """
+
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(
+        st.sampled_from((4, 5)),
+        st.lists(
+            st.sampled_from(
+                ["publish1", "publish2", "publish1", "publish2", "read", "ack", "drop", "connect",
+                 "takeover", "pause", "resume", "restart"]
+            ),
+            max_size=40,
+        ),
+    )
+    def test_acknowledged_messages_delivered_in_order(self, level: int, actions: list[str]) -> None:
+        """
+        If a publisher's QoS 1/2 messages were acknowledged, a subscriber
+        with a persistent session gets every one of them at least once,
+        first in the order they were published per QoS, across drops,
+        takeovers, back-pressure and broker restarts [MQTT-4.4.0-1]
+        [MQTT-4.6.0-5].
+        """
+        self.setUp()
+        props = expiry(10**6) if level == 5 else Properties()
+
+        def connect_sub() -> FakeClient:
+            client = self.connect_client("sub", level, clean_start=False, properties=props)
+            assert client.connack is not None
+            self.assertTrue(client.connack.session_present)
+            return client
+
+        sub: FakeClient | None = self.connect_client("sub", level, clean_start=False, properties=props)
+        assert sub is not None
+        sub.subscribe("t", qos=2)
+        pub = self.connect_client("pub", level)
+        published: dict[int, list[bytes]] = {1: [], 2: []}
+        seen: dict[int, list[bytes]] = {1: [], 2: []}
+        unacked: list[Packet] = []
+
+        def read(client: FakeClient) -> None:
+            for packet in client.received():
+                if isinstance(packet, Publish):
+                    if packet.payload not in seen[packet.qos]:
+                        seen[packet.qos].append(packet.payload)
+                    unacked.append(packet)
+                elif isinstance(packet, PubRel):
+                    unacked.append(packet)
+
+        def ack(client: FakeClient) -> None:
+            read(client)
+            for packet in unacked:
+                if isinstance(packet, PubRel):
+                    client.send(PubComp(packet.packet_id))
+                elif isinstance(packet, Publish):
+                    client.ack([packet])
+            unacked.clear()
+
+        for n, action in enumerate(actions):
+            if action.startswith("publish"):
+                qos = int(action[-1])
+                payload = b"%d" % n
+                pub.publish_acked("t", payload, qos)
+                published[qos].append(payload)
+            elif sub is None:
+                if action in ("connect", "takeover"):
+                    sub = connect_sub()
+                elif action == "restart":
+                    self._restart(pub)
+                    pub = self.connect_client("pub", level)
+            elif action == "read":
+                read(sub)
+            elif action == "ack":
+                ack(sub)
+            elif action == "drop":
+                read(sub)
+                sub.drop()
+                sub = None
+                unacked.clear()
+            elif action == "takeover":
+                read(sub)
+                old, sub = sub, connect_sub()
+                old.finish_close()
+                unacked.clear()
+            elif action == "pause":
+                sub.protocol.pauseProducing()
+            elif action == "resume":
+                sub.protocol.resumeProducing()
+            elif action == "restart":
+                read(sub)
+                self._restart(pub, sub)
+                unacked.clear()
+                pub = self.connect_client("pub", level)
+                sub = connect_sub()
+        if sub is None:
+            sub = connect_sub()
+        elif sub.protocol.paused:
+            sub.protocol.resumeProducing()
+        for _ in range(100):
+            ack(sub)
+            if not sub.has_unread() and not unacked:
+                break
+        ack(sub)
+        self.assertEqual(self.broker.sessions["sub"].inflight, {})
+        self.assertEqual(len(self.broker.sessions["sub"].queue), 0)
+        for qos in (1, 2):
+            self.assertEqual(seen[qos], published[qos], (qos, actions))
+
+    def _restart(self, *clients: FakeClient) -> None:
+        d = self.broker.shutdown()
+        for client in clients:
+            client.finish_close()
+        self.successResultOf(d)
+        self._build()
