@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionLost
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -721,3 +721,71 @@ class FuzzTests(BrokerTestCase):
         self.clock.advance(10**6)
         watcher.ack(watcher.publishes())
         watcher.received()
+
+
+class BrokerFailureTests(BrokerTestCase):
+    """
+    A bug in the broker core ends one connection cleanly, with the
+    failure logged, instead of escaping into the reactor.
+    """
+
+    def _break(self, name: str) -> None:
+        def broken(*args: object) -> None:
+            raise ZeroDivisionError(name)
+
+        self.patch(self.broker, name, broken)
+
+    def test_handler_failure_closes_with_implementation_error(self) -> None:
+        """
+        If handling a packet raises, the failure is logged, a 5.0 client
+        gets DISCONNECT 0x83 (Implementation specific error) and its
+        connection closes; other clients carry on.
+        """
+        other = self.connect_client("other", 5)
+        client = self.connect_client("c1", 5)
+        self._break("pingreq")
+        client.send(PingReq())
+        self.assertClosedWith(client, 0x83)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+        other.send(Publish("t", b"x", 1, packet_id=1))
+        self.assertEqual(other.received(), [PubAck(1, 0x10)])
+
+    def test_handler_failure_in_backlog(self) -> None:
+        """
+        If handling a packet that came in the same chunk as CONNECT raises,
+        the failure is logged and the connection closes.
+        """
+        self._break("pingreq")
+        client = self.open_connection(4)
+        client.send_bytes(encode(Connect("c1"), 4) + b"\xc0\x00")
+        self.assertEqual(client.received(), [ConnAck(False, 0)])
+        self.assertTrue(client.disconnecting)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_failure_at_connection_end_logged(self) -> None:
+        """
+        If the broker fails while ending a connection, the failure is
+        logged and nothing is raised out of C{connectionLost}.
+        """
+        client = self.connect_client("c1")
+        self._break("connection_lost")
+        client.drop()
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 1)
+
+    def test_admission_failure_refused(self) -> None:
+        """
+        If deciding on a CONNECT fails, the client is refused (5.0: CONNACK
+        0x80; 3.1.1: 0x03 Server unavailable) and the failure is logged.
+        """
+        self.patch(self.broker, "connect", lambda link, connect: fail(ZeroDivisionError("connect")))
+        v5 = self.open_connection(5)
+        v5.send(Connect("c5", 5))
+        [connack] = v5.received()
+        assert isinstance(connack, ConnAck)
+        self.assertEqual(connack.reason_code, 0x80)
+        self.assertTrue(v5.disconnecting)
+        v3 = self.open_connection(4)
+        v3.send(Connect("c3", 4))
+        self.assertEqual(v3.received(), [ConnAck(False, 0x03)])
+        self.assertTrue(v3.disconnecting)
+        self.assertEqual(len(self.flushLoggedErrors(ZeroDivisionError)), 2)
