@@ -13,9 +13,10 @@ import secrets
 from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from mqttx.auth.anonymous import NoUserDatabase
 from mqttx.interfaces import IAuthenticator, IStore
@@ -98,6 +99,9 @@ class Broker:
         self._authenticator = authenticator or NoUserDatabase(True)
         self._stopping = False
         self.messages_received = 0
+        # Store writes caused by the PUBLISH being handled: its
+        # acknowledgement waits for them (see IStore).
+        self._writes: list[Deferred[None]] = []
 
     # Lifecycle.
 
@@ -438,6 +442,7 @@ class Broker:
             counters=self.counters,
             max_queued=self.config.max_queued_messages,
             clock_seconds=self._clock.seconds,
+            writes=self._writes,
         )
 
     def _end_session(self, session: Session) -> None:
@@ -474,6 +479,7 @@ class Broker:
             # [MQTT-4.3.3-10] A repeated PUBLISH before PUBREL is not delivered again.
             link.send(PubRec(pid))
             return
+        self._writes.clear()
         expiry = packet.properties.message_expiry_interval
         message = Message(
             packet.topic,
@@ -492,12 +498,52 @@ class Broker:
         if not matched and link.protocol_level == ProtocolVersion.MQTT_5:
             code = ReasonCode.NO_MATCHING_SUBSCRIBERS
         if qos == 1:
-            link.send(PubAck(pid, code))
+            self._acknowledge(session, link, PubAck(pid, code))
         else:
             session.inbound_qos2.add(pid)
             if session.persistent:
-                self._store.add_inbound_qos2(session.client_id, pid)
-            link.send(PubRec(pid, code))
+                self._writes.append(self._store.add_inbound_qos2(session.client_id, pid))
+            self._acknowledge(session, link, PubRec(pid, code))
+
+    def _acknowledge(self, session: Session, link: SessionLink, ack: PubAck | PubRec) -> None:
+        """
+        Send C{ack} once the store writes the message caused are done, and
+        after the session's earlier acknowledgements ([MQTT-4.6.0-2],
+        [MQTT-4.6.0-3]: in the order the messages arrived).
+        """
+        writes = self._writes
+        tail = session.ack_tail
+        if tail is None and not writes:
+            link.send(ack)
+            return
+        waits = list(writes)
+        writes.clear()
+        if tail is not None:
+            waits.append(tail)
+        done: Deferred[None] = gatherResults(waits, consumeErrors=True).addCallback(
+            self._ack_ready, session, link, ack
+        )
+        done.addErrback(self._ack_failed, session, link)
+        if not done.called:
+            session.ack_tail = done
+            done.addCallback(_forget_tail, session, done)
+
+    def _ack_ready(self, _: object, session: Session, link: SessionLink, ack: PubAck | PubRec) -> None:
+        if session.link is link:
+            link.send(ack)
+
+    def _ack_failed(self, failure: Failure, session: Session, link: SessionLink) -> None:
+        # Unacknowledged, the message will be sent again by the client.
+        if isinstance(failure.value, FirstError):
+            failure = failure.value.subFailure
+        self.log.failure(
+            "store write failed for a message from {client_id!r}",
+            failure,
+            client_id=session.client_id,
+            event_id="store.write_failed",
+        )
+        if session.link is link:
+            link.close(ReasonCode.UNSPECIFIED_ERROR)
 
     def route(self, message: Message) -> int:
         """
@@ -533,11 +579,11 @@ class Broker:
         if message.payload:
             # [MQTT-3.3.1-5] Keep the last retained message of the topic.
             self.retained.set(message.topic, message)
-            self._store.put_retained(message)
+            self._writes.append(self._store.put_retained(message))
         elif self.retained.discard(message.topic):
             # [MQTT-3.3.1-6] [MQTT-3.3.1-7] An empty payload clears it, and
             # is not kept itself.
-            self._store.delete_retained(message.topic)
+            self._writes.append(self._store.delete_retained(message.topic))
 
     def pubrel(self, session: Session, packet: PubRel) -> None:
         """PUBREL: the inbound QoS 2 exchange ends with PUBCOMP [MQTT-4.3.3-11]."""
@@ -641,3 +687,7 @@ class Broker:
         if session.link is not None:
             session.link.send(PingResp())
 
+
+def _forget_tail(result: None, session: Session, done: Deferred[None]) -> None:
+    if session.ack_tail is done:
+        session.ack_tail = None

@@ -89,6 +89,7 @@ class Session:
         counters: Counters,
         max_queued: int,
         clock_seconds: Callable[[], float],
+        writes: list[Deferred[None]],
     ) -> None:
         self.client_id = client_id
         self.protocol_level = protocol_level
@@ -107,7 +108,10 @@ class Session:
         self.disconnected_at: float | None = None
         #: Whether the store holds a record of this session.
         self.stored = False
+        #: The last acknowledgement still waiting for store writes, if any.
+        self.ack_tail: Deferred[None] | None = None
         self._store = store
+        self._writes = writes
         self._counters = counters
         self._max_queued = max_queued
         self._seconds = clock_seconds
@@ -176,7 +180,7 @@ class Session:
             return
         self.queue.append(delivery)
         if self.persistent:
-            self._store.add_queued(self.client_id, delivery)
+            self._writes.append(self._store.add_queued(self.client_id, delivery))
 
     def _frame(
         self,
@@ -238,7 +242,7 @@ class Session:
         entry = InflightEntry(pid, delivery)
         self.inflight[pid] = entry
         if self.persistent:
-            self._store.put_inflight(self.client_id, entry)
+            self._writes.append(self._store.put_inflight(self.client_id, entry))
         data, offset = frame
         link.write(data[:offset] + _PID_BYTES[pid] + data[offset + 2 :])
         self._counters.delivered += 1
@@ -252,7 +256,7 @@ class Session:
         while queue and link is not None and not link.paused and len(self.inflight) < self.send_quota:
             delivery = queue.popleft()
             if self.persistent:
-                self._store.remove_queued(self.client_id, delivery.seq)
+                self._writes.append(self._store.remove_queued(self.client_id, delivery.seq))
             expires_at = delivery.message.expires_at
             if expires_at is not None and expires_at <= now:
                 self._counters.dropped_expired += 1
@@ -287,7 +291,7 @@ class Session:
             entry = replace(entry, released=True)
             self.inflight[packet_id] = entry
             if self.persistent:
-                self._store.put_inflight(self.client_id, entry)
+                self._writes.append(self._store.put_inflight(self.client_id, entry))
         if self.link is not None:
             self.link.send(PubRel(packet_id))
         return True
@@ -303,7 +307,7 @@ class Session:
     def _complete(self, packet_id: int) -> None:
         del self.inflight[packet_id]
         if self.persistent:
-            self._store.remove_inflight(self.client_id, packet_id)
+            self._writes.append(self._store.remove_inflight(self.client_id, packet_id))
         if self.queue:
             self.drain()
 
@@ -327,7 +331,7 @@ class Session:
                 self._counters.dropped_expired += 1
                 del self.inflight[pid]
                 if self.persistent:
-                    self._store.remove_inflight(self.client_id, pid)
+                    self._writes.append(self._store.remove_inflight(self.client_id, pid))
                 continue
             data = encode(
                 Publish(
@@ -344,4 +348,4 @@ class Session:
                 self._counters.dropped_too_large += 1
                 del self.inflight[pid]
                 if self.persistent:
-                    self._store.remove_inflight(self.client_id, pid)
+                    self._writes.append(self._store.remove_inflight(self.client_id, pid))

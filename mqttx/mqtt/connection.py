@@ -228,8 +228,8 @@ class Connection:
     def _on_disconnect(self, disconnect: Disconnect) -> None:
         expiry = disconnect.properties.session_expiry_interval
         if expiry and not self._session_expiry_at_connect:
-            # [MQTT-3.14.2-2] A session that was to end with the connection
-            # cannot be made to outlive it at DISCONNECT.
+            # MQTT 5 section 3.14.2.2.2: a session that was to end with the
+            # connection cannot be made to outlive it at DISCONNECT.
             self._fail(
                 ReasonCode.PROTOCOL_ERROR,
                 "session expiry set at DISCONNECT after zero at CONNECT",
@@ -254,7 +254,7 @@ class Connection:
             unacked = self._unacknowledged
             if pid not in unacked:
                 if len(unacked) >= self._receive_maximum:
-                    # [MQTT-3.3.4-9] The client exceeded our Receive Maximum.
+                    # [MQTT-3.3.4-7] The client exceeded our Receive Maximum.
                     self._fail(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded")
                 unacked.add(pid)  # type: ignore[arg-type]
         return publish

@@ -29,6 +29,10 @@ from mqttx.mqtt.reason_codes import ConnackReturnCode, ReasonCode
 CONNECT_TIMEOUT = 10.0
 #: Seconds a closing connection has to flush before it is aborted.
 ABORT_TIMEOUT = 5.0
+#: Bytes waiting in a transport's buffer before it pauses the connection,
+#: which makes the client a slow consumer (QoS 0 dropped, QoS 1/2 queued):
+#: one packet of the default maximum size fits.
+SLOW_CONSUMER_BYTES = 1 << 20
 
 
 def _describe(address: IAddress) -> str:
@@ -80,6 +84,12 @@ class MQTTServerProtocol(Protocol):
     def connectionMade(self) -> None:
         assert self.transport is not None
         self.peer = _describe(self.transport.getPeer())
+        if getattr(self.transport, "bufferSize", None) is not None:
+            # Twisted pauses its producer once 64 kB wait in user space, which a
+            # burst routed in one reactor turn (a fan-out, the retained messages
+            # of a new subscription) reaches for a client that reads promptly:
+            # it would lose QoS 0 messages (and retained ones [MQTT-3.3.1-6]).
+            self.transport.bufferSize = SLOW_CONSUMER_BYTES  # type: ignore[attr-defined]
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self._timer = self._clock.callLater(CONNECT_TIMEOUT, self._connect_timeout)
 
@@ -196,6 +206,7 @@ class MQTTServerProtocol(Protocol):
         if want_paused:
             self.transport.pauseProducing()  # type: ignore[attr-defined]
         else:
+            self._conn.last_received = self._clock.seconds()
             self.transport.resumeProducing()  # type: ignore[attr-defined]
 
     def _before_admission(self, packets: list[Packet]) -> None:
@@ -210,15 +221,17 @@ class MQTTServerProtocol(Protocol):
         self.protocol_level = connect.protocol_level
         self.max_packet_size = self._conn.client_maximum_packet_size
         self._update_reading()
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
+        # The CONNECT timer keeps running until the broker has decided, so an
+        # authenticator that never answers cannot hold the connection open.
         d = self.broker.connect(self, connect)
         d.addCallbacks(self._admitted, self._connect_failed)
 
     def _admitted(self, session: Session | None) -> None:
         backlog = self._backlog or []
         self._backlog = None
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
         if session is not None and self._closing:
             # The connection went away while the broker decided.
             self.broker.connection_lost(session, self)
@@ -251,7 +264,12 @@ class MQTTServerProtocol(Protocol):
 
     def _connect_timeout(self) -> None:
         self._timer = None
-        self.log.info("no CONNECT from {peer} in time", peer=self.peer, event_id="connect.timeout")
+        self.log.info(
+            "connection from {peer} not established in {seconds} s",
+            peer=self.peer,
+            seconds=CONNECT_TIMEOUT,
+            event_id="connect.timeout",
+        )
         self.close(ReasonCode.MAXIMUM_CONNECT_TIME)
 
     def _schedule_keepalive(self) -> None:
@@ -265,6 +283,11 @@ class MQTTServerProtocol(Protocol):
         if deadline is None or self._closing:
             return
         now = self._clock.seconds()
+        if self._reading_paused:
+            # Silence while mqttx is not reading is not the client's: count
+            # the keep-alive again from when reading resumes.
+            self._conn.last_received = now
+            deadline = self._conn.keepalive_deadline() or now
         if now < deadline:
             self._timer = self._clock.callLater(deadline - now, self._check_keepalive)
             return

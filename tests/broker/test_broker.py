@@ -7,8 +7,12 @@ retained messages, subscriptions and shutdown.
 
 from __future__ import annotations
 
+from twisted.internet.defer import Deferred
+
 from mqttx.broker.broker import NEVER_EXPIRES
+from mqttx.broker.state import Delivery
 from mqttx.config import MQTTConfig
+from mqttx.interfaces import IStore
 from mqttx.mqtt.packets import (
     ConnAck,
     Connect,
@@ -25,6 +29,8 @@ from mqttx.mqtt.packets import (
     Will,
 )
 from mqttx.mqtt.properties import NO_PROPERTIES, Properties
+from mqttx.mqtt.reason_codes import ReasonCode
+from mqttx.store.memory import MemoryStore
 from tests.helpers import PROTOCOL_NAMES, BrokerTestCase
 
 
@@ -1252,3 +1258,69 @@ class V5FeatureTests(BrokerTestCase):
             self.assertEqual(client.received(), [], level)
             self.assertTrue(client.disconnecting, level)
             self.assertNotIn(f"c{level}", self.broker.sessions)
+
+
+class _SlowStore(MemoryStore):
+    """A L{MemoryStore} whose queue writes complete only when the test says."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pending: list[Deferred[None]] = []
+
+    def add_queued(self, client_id: str, delivery: Delivery) -> Deferred[None]:
+        super().add_queued(client_id, delivery)
+        d: Deferred[None] = Deferred()
+        self.pending.append(d)
+        return d
+
+
+class DurableAcknowledgementTests(BrokerTestCase):
+    """
+    QoS 1/2 messages are acknowledged only once the store writes they
+    caused are done (L{IStore}), in the order they arrived.
+    """
+
+    def make_store(self) -> IStore:
+        self.slow = _SlowStore()
+        return self.slow
+
+    def _offline_subscriber(self) -> None:
+        sub = self.connect_client("sub", 5, clean_start=False, properties=Properties(session_expiry_interval=60))
+        sub.subscribe("t", qos=1)
+        sub.disconnect()
+        sub.finish_close()
+
+    def test_ack_waits_for_store_writes_in_order(self) -> None:
+        """
+        If a message is queued for a persistent session, PUBACK/PUBREC goes
+        out only after the store write fired, and a later message's
+        acknowledgement never overtakes an earlier one ([MQTT-4.6.0-2],
+        [MQTT-4.6.0-3]).
+        """
+        self._offline_subscriber()
+        pub = self.connect_client("pub", 5)
+        pub.send(Publish("t", b"1", 1, packet_id=1), Publish("t", b"2", 2, packet_id=2))
+        self.assertEqual(pub.received(), [])
+        first, second = self.slow.pending
+        second.callback(None)
+        self.assertEqual(pub.received(), [])
+        first.callback(None)
+        self.assertEqual(pub.received(), [PubAck(1), PubRec(2)])
+
+    def test_unstored_message_is_not_acknowledged(self) -> None:
+        """
+        If a store write fails, the message is not acknowledged and the
+        publisher's connection is closed (0x80), so the client sends it again.
+        """
+        self._offline_subscriber()
+        pub = self.connect_client("pub", 5)
+        pub.send(Publish("t", b"1", 1, packet_id=1))
+        self.slow.pending[0].errback(OSError("disk full"))
+        self.assertClosedWith(pub, ReasonCode.UNSPECIFIED_ERROR)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+    def test_no_store_writes_acknowledge_at_once(self) -> None:
+        """Without persistent subscribers nothing waits: PUBACK follows at once."""
+        pub = self.connect_client("pub", 5)
+        pub.send(Publish("t", b"1", 1, packet_id=1))
+        self.assertEqual(pub.received(), [PubAck(1, ReasonCode.NO_MATCHING_SUBSCRIBERS)])

@@ -148,7 +148,7 @@ class ConnectionTests(SynchronousTestCase):
 
     def test_receive_maximum_exceeded(self) -> None:
         """
-        [MQTT-3.3.4-9] More unacknowledged QoS 1/2 PUBLISH than the advertised
+        [MQTT-3.3.4-7] More unacknowledged QoS 1/2 PUBLISH than the advertised
         Receive Maximum is 0x93; acknowledging one frees a slot.
         """
         conn = Connection(receive_maximum=2)
@@ -185,7 +185,7 @@ class ConnectionTests(SynchronousTestCase):
         self.assertEqual(len(packets), 4)
 
     def test_session_expiry_set_at_disconnect_after_zero(self) -> None:
-        """[MQTT-3.14.2-2] Non-zero expiry in DISCONNECT after 0 at CONNECT is a protocol error."""
+        """Non-zero expiry in DISCONNECT after 0 at CONNECT is a protocol error (5.0 section 3.14.2.2.2)."""
         conn = Connection()
         self.feed(conn, v5_connect())
         self.assertViolation(

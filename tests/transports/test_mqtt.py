@@ -517,6 +517,22 @@ class BackPressureTests(BrokerTestCase):
         self.sub.protocol.resumeProducing()
         self.assertEqual(self.sub.transport.producerState, "producing")
 
+    def test_keep_alive_not_counted_while_not_reading(self) -> None:
+        """
+        If mqttx stops reading a client because its transport is paused, the
+        client's silence meanwhile does not count against its keep-alive
+        [MQTT-3.1.2-24]: the period starts again when reading resumes.
+        """
+        client = self.connect_client("ka", keep_alive=10)
+        client.protocol.pauseProducing()
+        self.clock.advance(60)
+        self.assertFalse(client.disconnecting)
+        client.protocol.resumeProducing()
+        self.clock.advance(14.9)
+        self.assertFalse(client.disconnecting)
+        self.clock.advance(0.1)
+        self.assertTrue(client.disconnecting)
+
     def test_paused_queue_is_bounded(self) -> None:
         """
         If a paused subscriber's queue reaches C{max_queued_messages},
@@ -607,6 +623,19 @@ class SlowAuthenticationTests(BrokerTestCase):
         self.authenticator.pending[0].callback(0)
         self.assertEqual(client.received(), [ConnAck(False, 0), PubAck(3), PingResp()])
         self.assertEqual(client.transport.producerState, "producing")
+
+    def test_authenticator_that_never_answers_times_out(self) -> None:
+        """
+        If the authenticator does not answer within the CONNECT timeout, the
+        connection is closed; a late answer then finds no connection to admit.
+        """
+        client = self._connect("late", 5)
+        self.clock.advance(CONNECT_TIMEOUT)
+        self.assertTrue(client.disconnecting)
+        self.assertEqual(client.received(), [])
+        client.finish_close()
+        self.authenticator.pending[0].callback(0)
+        self.assertNotIn("late", self.broker.sessions)
 
     def test_refused_client_packets_not_processed(self) -> None:
         """
