@@ -83,13 +83,15 @@ class Options(usage.Options):
         """
         Load and check the configuration file.
 
-        @raise usage.UsageError: if it cannot be read or is not valid; the
-            message is L{ConfigError}'s one line, naming the file and key.
+        @raise SystemExit: if it cannot be read or is not valid, with
+            L{ConfigError}'s one line, naming the file and key, as its
+            message. (A L{usage.UsageError} would make twistd print its
+            usage text around the line that matters.)
         """
         try:
             self.config = load_config(FilePath(self["config"]))
         except ConfigError as e:
-            raise usage.UsageError(str(e)) from e
+            raise SystemExit(f"mqttx: {e}") from e
 
 
 def makeService(options: Options, reactor: Any = None) -> IService:

@@ -160,27 +160,27 @@ class OptionsTests(SynchronousTestCase):
 
     def test_bad_config(self) -> None:
         """
-        An invalid file is a L{usage.UsageError} whose message names the
-        file and the key.
+        An invalid file ends the process with one line that names the file
+        and the key.
         """
         path = FilePath(self.mktemp())
         path.setContent(b"mqtt: {max_inflight: ten}\n")
-        with self.assertRaises(usage.UsageError) as caught:
+        with self.assertRaises(SystemExit) as caught:
             Options().parseOptions(["--config", path.path])
         self.assertEqual(
-            str(caught.exception),
-            f"{path.path}: mqtt.max_inflight: expected an integer, got 'ten'",
+            caught.exception.code,
+            f"mqttx: {path.path}: mqtt.max_inflight: expected an integer, got 'ten'",
         )
 
     def test_missing_config(self) -> None:
         """
-        A missing file is a L{usage.UsageError} naming it.
+        A missing file ends the process with one line naming it.
         """
         path = FilePath(self.mktemp())
-        with self.assertRaises(usage.UsageError) as caught:
+        with self.assertRaises(SystemExit) as caught:
             Options().parseOptions(["--config", path.path])
-        self.assertIn(path.path, str(caught.exception))
-        self.assertIn("No such file", str(caught.exception))
+        self.assertIn(path.path, str(caught.exception.code))
+        self.assertIn("No such file", str(caught.exception.code))
 
 
 class MakeServiceTests(SynchronousTestCase):

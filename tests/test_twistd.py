@@ -190,7 +190,8 @@ class BadConfigTests(SynchronousTestCase):
         self.assertNotEqual(status, 0, output)
         self.assertNotIn("Traceback", output)
         self.assertNotIn("listening", output)
-        problem = output.strip().splitlines()[-1]
+        # One line, naming the file, and nothing else.
+        [problem] = output.strip().splitlines()
         self.assertIn(config.path, problem)
         for fragment in expected:
             self.assertIn(fragment, problem)
