@@ -117,6 +117,16 @@ async def pause(seconds: float) -> None:
 # Waiting for things, across threads.
 
 
+def _brief(items: Sequence[object], shown: int = 5, width: int = 300) -> str:
+    """A failure message's view of C{items}: the last few, each cut short."""
+    parts = []
+    for item in items[-shown:]:
+        text = repr(item)
+        parts.append(text if len(text) <= width else text[:width] + "...")
+    more = f"{len(items) - shown} more, then " if len(items) > shown else ""
+    return f"[{more}{', '.join(parts)}]"
+
+
 class Inbox(Generic[_T]):
     """
     A thread-safe queue of events (messages, CONNACKs, packets) with bounded
@@ -133,20 +143,20 @@ class Inbox(Generic[_T]):
         """Add an item; safe from any thread."""
         self._queue.put(item)
 
-    def wait(self, count: int = 1, timeout: float = TIMEOUT) -> list[_T]:
+    def wait(self, count: int = 1, timeout: float = TIMEOUT, got: Sequence[_T] = ()) -> list[_T]:
         """
-        Block until C{count} items arrived, in order.
+        Block until C{count} items arrived, in order (C{got}: taken already).
 
         @raise FailTest: if fewer arrived within C{timeout} seconds.
         """
         deadline = time.monotonic() + timeout
-        items: list[_T] = []
+        items: list[_T] = list(got)
         while len(items) < count:
             try:
                 items.append(self._queue.get(timeout=max(0.0, deadline - time.monotonic())))
             except queue.Empty:
                 raise FailTest(
-                    f"expected {count} {self._what} within {timeout}s, got {len(items)}: {items!r}"
+                    f"expected {count} {self._what} within {timeout}s, got {len(items)}: {_brief(items)}"
                 ) from None
         return items
 
@@ -160,7 +170,7 @@ class Inbox(Generic[_T]):
             item = self._queue.get(timeout=quiet)
         except queue.Empty:
             return
-        raise FailTest(f"unexpected {self._what}: {item!r}")
+        raise FailTest(f"unexpected {self._what}: {_brief([item])}")
 
     def take_all(self) -> list[_T]:
         """What arrived so far, without waiting."""
@@ -172,8 +182,17 @@ class Inbox(Generic[_T]):
                 return items
 
     async def get(self, count: int = 1, timeout: float = TIMEOUT) -> list[_T]:
-        """L{wait} in a worker thread: the reactor keeps running."""
-        return await deferToThread(self.wait, count, timeout)
+        """
+        L{wait} in a worker thread, so the reactor keeps running; items
+        already there are taken at once.
+        """
+        items: list[_T] = []
+        while len(items) < count:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                return await deferToThread(self.wait, count, timeout, items)
+        return items
 
     async def get_one(self, timeout: float = TIMEOUT) -> _T:
         """The next item; see L{wait}."""
@@ -427,8 +446,14 @@ class PahoClient:
         self._started = True
         return self.connacks.wait()[0]
 
-    def _subscribe(self, topics: list[tuple[str, int]] | list[tuple[str, SubscribeOptions]]) -> list[int]:
-        rc, mid = self.client.subscribe(topics)
+    def _subscribe(
+        self, topics: list[tuple[str, int]] | list[tuple[str, SubscribeOptions]], subscription_id: int | None
+    ) -> list[int]:
+        props = None
+        if subscription_id is not None:
+            props = PahoProperties(PacketTypes.SUBSCRIBE)
+            props.SubscriptionIdentifier = subscription_id
+        rc, mid = self.client.subscribe(topics, properties=props)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise FailTest(f"paho could not send SUBSCRIBE: {rc!r}")
         return cast(list[int], self._wait_ack(mid, "SUBACK"))
@@ -487,44 +512,47 @@ class PahoClient:
         """
         return await deferToThread(self._connect, self.clean if clean_start is None else clean_start)
 
-    async def subscribe(self, topic_filter: str, qos: int = 0, **options: Any) -> int:
+    async def subscribe(
+        self, topic_filter: str, qos: int = 0, subscription_id: int | None = None, **options: Any
+    ) -> int:
         """
         Subscribe to one filter and return the SUBACK code. MQTT 5
         C{options} are L{SubscribeOptions} keywords (C{retainAsPublished},
         C{noLocal}, C{retainHandling}).
         """
         if options:
-            return (await self.subscribe_many([(topic_filter, SubscribeOptions(qos=qos, **options))]))[0]
-        return (await self.subscribe_many([(topic_filter, qos)]))[0]
+            topics: list[tuple[str, int]] | list[tuple[str, SubscribeOptions]]
+            topics = [(topic_filter, SubscribeOptions(qos=qos, **options))]
+        else:
+            topics = [(topic_filter, qos)]
+        return (await self.subscribe_many(topics, subscription_id))[0]
 
     async def subscribe_many(
-        self, topics: list[tuple[str, int]] | list[tuple[str, SubscribeOptions]]
+        self,
+        topics: list[tuple[str, int]] | list[tuple[str, SubscribeOptions]],
+        subscription_id: int | None = None,
     ) -> list[int]:
         """Subscribe with one SUBSCRIBE; return the SUBACK codes in order."""
-        return await deferToThread(self._subscribe, topics)
+        return await deferToThread(self._subscribe, topics, subscription_id)
 
     async def unsubscribe(self, *topic_filters: str) -> list[int]:
         """Unsubscribe; return the UNSUBACK codes (empty before MQTT 5)."""
         return await deferToThread(self._unsubscribe, list(topic_filters))
 
-    async def publish(
-        self,
-        topic: str,
-        payload: bytes,
-        qos: int = 0,
-        retain: bool = False,
-        user_properties: Sequence[tuple[str, str]] = (),
-    ) -> int:
+    async def publish(self, topic: str, payload: bytes, qos: int = 0, retain: bool = False, **props: Any) -> int:
         """
         Publish and wait until the QoS flow completes (PUBACK / PUBCOMP).
+        C{props} are MQTT 5 PUBLISH properties by their paho names
+        (C{UserProperty=[("k", "v")]}, C{TopicAlias=1} ...).
 
-        @return: the reason code of the PUBACK or PUBREC (MQTT 5); 0 otherwise.
+        @return: the reason code of the PUBACK (MQTT 5); 0 otherwise.
         """
-        props = None
-        if user_properties:
-            props = PahoProperties(PacketTypes.PUBLISH)
-            props.UserProperty = list(user_properties)
-        return await deferToThread(self._publish, topic, payload, qos, retain, props)
+        properties = None
+        if props:
+            properties = PahoProperties(PacketTypes.PUBLISH)
+            for name, value in props.items():
+                setattr(properties, name, value)
+        return await deferToThread(self._publish, topic, payload, qos, retain, properties)
 
     async def publish_many(self, topic: str, payloads: Sequence[bytes], qos: int) -> list[int]:
         """
@@ -644,11 +672,14 @@ def connect_packet(
     keep_alive: int = 0,
     session_expiry: int | None = None,
     will: Will | None = None,
+    **properties: Any,
 ) -> Connect:
-    """A CONNECT for C{level}: protocol name C{MQIsdp} for 3.1, C{MQTT} otherwise."""
-    props = NO_PROPERTIES
+    """
+    A CONNECT for C{level}: protocol name C{MQIsdp} for 3.1, C{MQTT}
+    otherwise. C{properties} are further MQTT 5 L{Properties} fields.
+    """
     if session_expiry is not None:
-        props = Properties(session_expiry_interval=session_expiry)
+        properties["session_expiry_interval"] = session_expiry
     return Connect(
         client_id,
         protocol_level=level,
@@ -656,7 +687,7 @@ def connect_packet(
         clean_start=clean,
         keep_alive=keep_alive,
         will=will,
-        properties=props,
+        properties=Properties(**properties) if properties else NO_PROPERTIES,
     )
 
 

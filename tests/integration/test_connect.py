@@ -221,3 +221,48 @@ class PingTests(IntegrationTestCase):
         await client.publish("idle/t", b"awake", 1)
         [got] = await client.messages.get()
         self.assertEqual(got.payload, b"awake")
+
+
+class DisconnectTests(IntegrationTestCase):
+    """How connections end: client DISCONNECT, broker shutdown, bad CONNECT."""
+
+    async def test_mqtt5_disconnect_is_not_answered(self) -> None:
+        """
+        DISCONNECT is the final packet on a connection (section 3.14): after
+        a client's DISCONNECT the broker closes the connection [MQTT-3.14.4-3
+        and following text] without sending anything back, as Mosquitto does.
+        """
+        raw, _ = await self.raw_connected("leaving", 5)
+        raw.send(Disconnect())
+        await raw.expect_closed()
+        self.assertEqual(raw.packets.take_all(), [])
+
+    async def test_mqtt311_disconnect_closes_the_connection(self) -> None:
+        """After a 3.1.1 DISCONNECT the broker closes the connection, sending nothing."""
+        raw, _ = await self.raw_connected("leaving", 4)
+        raw.send(Disconnect())
+        await raw.expect_closed()
+        self.assertEqual(raw.packets.take_all(), [])
+
+    async def test_shutdown_tells_mqtt5_clients(self) -> None:
+        """
+        When the broker shuts down, MQTT 5 clients get DISCONNECT 0x8B
+        (Server shutting down) and every connection is closed.
+        """
+        v5 = await self.connected("v5-at-shutdown", V5)
+        v311 = await self.connected("v311-at-shutdown", V311)
+        await self.broker.shutdown()
+        self.assertEqual(await v5.disconnects.get_one(), Disconnected(0x8B, True))
+        self.assertFalse((await v311.disconnects.get_one()).from_server)
+
+    async def test_unsupported_protocol_level_is_refused(self) -> None:
+        """
+        A CONNECT with an unknown protocol level (6) gets a 3.1.1 CONNACK
+        with return code 0x01 (unacceptable protocol version) and the
+        connection is closed [MQTT-3.1.2-2].
+        """
+        raw = await self.raw(4)
+        body = b"\x00\x04MQTT\x06\x02\x00\x3c\x00\x01x"
+        raw.send_bytes(bytes((0x10, len(body))) + body)
+        self.assertEqual(await raw.expect(ConnAck), ConnAck(False, 0x01))
+        await raw.expect_closed()

@@ -7,7 +7,7 @@ Protocol violations over real TCP: the offending connection is closed (MQTT
 from __future__ import annotations
 
 from mqttx.mqtt.codec import encode
-from mqttx.mqtt.packets import Disconnect, Subscribe, Subscription
+from mqttx.mqtt.packets import Disconnect, Publish, Subscribe, Subscription
 
 from .helpers import (
     V5,
@@ -71,6 +71,19 @@ class MalformedPacketTestsMixin(MixinBase):
         data[0] = 0x80
         raw.send_bytes(bytes(data))
         await self._expect_disconnected(raw, 0x81)
+        await self._still_serving(bystander)
+
+    async def test_wildcard_in_publish_topic_closes_the_connection(self) -> None:
+        """
+        A topic name must not contain wildcards [MQTT-3.3.2-2]: the broker
+        closes the connection; MQTT 5 clients get DISCONNECT 0x90 (Topic
+        Name invalid) first.
+        """
+        bystander = await self._bystander()
+        raw, _ = await self.raw_connected("wild-pub")
+        raw.send_bytes(encode(Publish("fine/+", b"x", 0), self.level))
+        await self._expect_disconnected(raw, 0x90)
+        await bystander.messages.expect_nothing()
         await self._still_serving(bystander)
 
     async def test_second_connect_closes_the_connection(self) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from mqttx.mqtt.packets import PubComp, Publish, PubRec, PubRel
 
-from .helpers import V5, V31, V311, IntegrationTestCase, MixinBase
+from .helpers import V5, V31, V311, IntegrationTestCase, MixinBase, pause
 
 
 class PublishSubscribeTestsMixin(MixinBase):
@@ -75,6 +75,19 @@ class PublishSubscribeTestsMixin(MixinBase):
             self.assertEqual([m.payload for m in got], payloads)
             self.assertEqual({(m.topic, m.qos) for m in got}, {(f"order/{qos}", qos)})
         await sub.messages.expect_nothing()
+
+    async def test_burst_of_qos0_messages_reaches_a_reading_subscriber(self) -> None:
+        """
+        A subscriber that reads its socket gets every QoS 0 message of a
+        burst (50 messages of 4 kB published back to back): only a client
+        that does not keep up loses QoS 0 messages (DESIGN, slow consumers).
+        """
+        sub = await self.subscriber("burst-sub", "burst/t", 0)
+        pub = await self.connected("burst-pub")
+        payloads = [b"%02d" % i + b"x" * 4000 for i in range(50)]
+        await pub.publish_many("burst/t", payloads, 0)
+        got = await sub.messages.get(50)
+        self.assertEqual([m.payload for m in got], payloads)
 
     async def test_qos2_messages_are_delivered_exactly_once(self) -> None:
         """
@@ -154,9 +167,95 @@ class PublishV5Tests(IntegrationTestCase):
         sub = await self.subscriber("props-sub", "props/t", 1)
         pub = await self.connected("props-pub")
         props = [("a", "1"), ("b", "2"), ("a", "3")]
-        await pub.publish("props/t", b"p", 1, user_properties=props)
+        await pub.publish("props/t", b"p", 1, UserProperty=props)
         [got] = await sub.messages.get()
         self.assertEqual(got.user_properties(), props)
+
+
+    async def test_subscription_identifiers_are_sent_with_matching_messages(self) -> None:
+        """
+        A message carries the Subscription Identifiers of every matching
+        subscription [MQTT-3.3.4-3] [MQTT-3.3.4-4], and only theirs.
+        """
+        sub = await self.connected("ids-sub")
+        self.assertEqual(await sub.subscribe("ids/#", 1, subscription_id=7), 1)
+        self.assertEqual(await sub.subscribe("ids/+", 1, subscription_id=9), 1)
+        self.assertEqual(await sub.subscribe("ids/x/plain", 1), 1)
+        pub = await self.connected("ids-pub")
+        await pub.publish("ids/x", b"both", 1)
+        await pub.publish("ids/x/y", b"one", 1)
+        await pub.publish("ids/x/plain", b"hash and plain", 1)
+        got = await sub.messages.get(3)
+        self.assertEqual(
+            [(m.payload, sorted(getattr(m.properties, "SubscriptionIdentifier", []))) for m in got],
+            [(b"both", [7, 9]), (b"one", [7]), (b"hash and plain", [7])],
+        )
+        await sub.messages.expect_nothing()
+
+    async def test_no_local_subscription_skips_own_messages(self) -> None:
+        """
+        With No Local, messages the client publishes itself are not sent back
+        to it [MQTT-3.8.3-3]; other clients' messages are.
+        """
+        sub = await self.connected("nl-sub")
+        self.assertEqual(await sub.subscribe("nl/t", 1, noLocal=True), 1)
+        await sub.publish("nl/t", b"mine", 1)
+        other = await self.connected("nl-other")
+        await other.publish("nl/t", b"theirs", 1)
+        [got] = await sub.messages.get()
+        self.assertEqual(got.payload, b"theirs")
+        await sub.messages.expect_nothing()
+
+    async def test_inbound_topic_alias_is_resolved(self) -> None:
+        """
+        A PUBLISH may name its topic by a Topic Alias set earlier on the
+        connection [MQTT-3.3.2-12]; subscribers get the full topic name and
+        no alias, having allowed none [MQTT-3.1.2-27].
+        """
+        sub = await self.subscriber("alias-sub", "alias/#", 1)
+        pub = await self.connected("alias-pub")
+        await pub.publish("alias/long/topic", b"set", 1, TopicAlias=1)
+        await pub.publish("", b"used", 1, TopicAlias=1)
+        got = await sub.messages.get(2)
+        self.assertEqual(
+            [(m.topic, m.payload) for m in got], [("alias/long/topic", b"set"), ("alias/long/topic", b"used")]
+        )
+        self.assertEqual([getattr(m.properties, "TopicAlias", None) for m in got], [None, None])
+
+    async def test_unsuback_reason_codes(self) -> None:
+        """
+        UNSUBACK has one reason code per filter, in order [MQTT-3.11.3-1]:
+        0x00 for a removed subscription, 0x11 (No subscription existed)
+        otherwise.
+        """
+        sub = await self.subscriber("unsub-codes", "uc/a", 1)
+        self.assertEqual(await sub.unsubscribe("uc/a", "uc/b"), [0x00, 0x11])
+
+    async def test_message_expiry_is_counted_down_and_enforced(self) -> None:
+        """
+        A live subscriber gets the Message Expiry Interval less the time the
+        message waited [MQTT-3.3.2-6]; a message that expires while queued
+        for an offline session is not delivered [MQTT-3.3.2-5], and an
+        expired retained message is not sent to new subscribers.
+        """
+        live = await self.subscriber("exp-live", "exp/live", 1)
+        offline = self.paho("exp-offline", clean=False, session_expiry=60)
+        await offline.connect()
+        await offline.subscribe("exp/queued", 1)
+        await offline.disconnect()
+        pub = await self.connected("exp-pub")
+        await pub.publish("exp/live", b"fresh", 1, MessageExpiryInterval=60)
+        [got] = await live.messages.get()
+        self.assertIn(getattr(got.properties, "MessageExpiryInterval", None), (59, 60))
+        await pub.publish("exp/queued", b"stale", 1, MessageExpiryInterval=1)
+        await pub.publish("exp/retained", b"stale", 1, retain=True, MessageExpiryInterval=1)
+        # real-time: the messages' expiry interval (1 s) must pass.
+        await pause(1.3)
+        again = self.paho("exp-offline", clean=False, session_expiry=60)
+        ack = await again.connect()
+        self.assertTrue(ack.session_present)
+        await again.subscribe("exp/retained", 1)
+        await again.messages.expect_nothing()
 
 
 class ExactlyOnceTestsMixin(MixinBase):

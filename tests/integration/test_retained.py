@@ -118,6 +118,24 @@ class RetainedTestsMixin(MixinBase):
         self.assertEqual(sorted(m.topic for m in got), ["ret/other", "ret/w/1", "ret/w/2", "ret/w/x/3"])
         await everything.messages.expect_nothing()
 
+    async def test_every_retained_message_is_sent_however_many(self) -> None:
+        """
+        A new subscription gets the retained message of every matching topic
+        [MQTT-3.3.1-6], even when together they are far more than a socket
+        takes at once (100 messages of 2.4 kB, at QoS 0).
+        """
+        pub = await self.connected("ret-pub")
+        topics = [f"ret/many/{i:03d}" for i in range(100)]
+        for topic in topics:
+            # QoS 1: PUBACK says the broker has it before the subscription is made.
+            await pub.publish(topic, topic.encode() * 200, 1, retain=True)
+        sub = await self.subscriber("ret-sub", "ret/many/#", 0)
+        got = await sub.messages.get(100)
+        self.assertEqual(
+            sorted((m.topic, m.payload, m.qos, m.retain) for m in got),
+            [(t, t.encode() * 200, 0, True) for t in topics],
+        )
+
 
 class RetainedV31Tests(RetainedTestsMixin, IntegrationTestCase):
     version = V31

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from mqttx.mqtt.packets import (
     ConnAck,
+    Disconnect,
     PubAck,
     PubComp,
     Publish,
@@ -17,6 +18,7 @@ from mqttx.mqtt.packets import (
     Subscribe,
     Subscription,
 )
+from mqttx.mqtt.properties import Properties
 
 from .helpers import (
     V5,
@@ -245,3 +247,30 @@ class SessionExpiryTests(IntegrationTestCase):
         again = self.paho("ephemeral", clean=False)
         ack = await again.connect()
         self.assertEqual((ack.reason_code, ack.session_present), (0, False))
+
+    async def test_disconnect_can_end_the_session(self) -> None:
+        """
+        A client may lower its Session Expiry Interval to 0 in DISCONNECT
+        (section 3.14.2.2.2): the session then ends with the connection.
+        """
+        raw, _ = await self.raw_connected("changed-mind", 5, clean=False, session_expiry=60)
+        raw.send(Disconnect(0, Properties(session_expiry_interval=0)))
+        await raw.expect_closed()
+        again = self.paho("changed-mind", clean=False, session_expiry=60)
+        ack = await again.connect()
+        self.assertEqual((ack.reason_code, ack.session_present), (0, False))
+
+    async def test_disconnect_can_extend_the_session(self) -> None:
+        """
+        A Session Expiry Interval set in DISCONNECT replaces the one of
+        CONNECT (section 3.14.2.2.2): 1 s raised to 60 s keeps the session
+        past the first second.
+        """
+        raw, _ = await self.raw_connected("stays", 5, clean=False, session_expiry=1)
+        raw.send(Disconnect(0, Properties(session_expiry_interval=60)))
+        await raw.expect_closed()
+        # real-time: the session expiry given at CONNECT (1 s) must pass.
+        await pause(1.3)
+        again = self.paho("stays", clean=False, session_expiry=60)
+        ack = await again.connect()
+        self.assertEqual((ack.reason_code, ack.session_present), (0, True))
