@@ -238,46 +238,65 @@ class _TrackingFactory(MQTTServerFactory):
         return proto
 
 
-@dataclass
 class RunningBroker:
-    """A broker listening on loopback, as L{start_broker} made it."""
+    """
+    A broker listening on loopback, as L{start_broker} made it.
 
-    broker: Broker
-    port: int
-    config: MQTTConfig
+    @ivar store: its store; give it to another L{start_broker} to restart.
+    """
+
+    def __init__(
+        self, broker: Broker, store: MemoryStore, listening: IListeningPort, factory: _TrackingFactory
+    ) -> None:
+        self.broker = broker
+        self.store = store
+        self.config = broker.config
+        self.port: int = listening.getHost().port  # type: ignore[attr-defined]
+        self._listening = listening
+        self._factory = factory
+        self._stopped = False
+
+    async def stop(self) -> None:
+        """
+        Stop listening, L{Broker.shutdown}, then abort whatever connection
+        is left and wait until each is gone, so no socket or timer outlives
+        the test. Stopping twice does nothing.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        await maybeDeferred(self._listening.stopListening)
+        await self.broker.shutdown()
+        # Connections the broker does not own (never admitted, or refused).
+        left = list(self._factory.open)
+        for proto in left:
+            if proto.transport is not None:
+                cast(ITCPTransport, proto.transport).abortConnection()
+        gone: Deferred[list[None]] = gatherResults([p.gone for p in left])
+        gone.addTimeout(TIMEOUT, reactor)
+        await gone
 
 
-async def start_broker(case: TestCase, **overrides: Any) -> RunningBroker:
+async def start_broker(case: TestCase, store: MemoryStore | None = None, **overrides: Any) -> RunningBroker:
     """
     Start a broker with an in-memory store and a listener on
-    C{tcp:0:interface=127.0.0.1}, and register its orderly teardown: stop
-    listening, L{Broker.shutdown}, then abort whatever connection is left and
-    wait for each to be gone, so no socket or timer outlives the test.
+    C{tcp:0:interface=127.0.0.1}; it is stopped at test cleanup (see
+    L{RunningBroker.stop}).
 
+    @param store: the store to load, to restart a broker; a new one by default.
     @param overrides: L{MQTTConfig} fields to change from their defaults.
     """
     config = replace(MQTTConfig(), **overrides)
-    broker = Broker(config, clock=reactor, store=MemoryStore())
+    store = MemoryStore() if store is None else store
+    broker = Broker(config, clock=reactor, store=store)
     await broker.start()
     factory = _TrackingFactory(broker, reactor)
     listening: IListeningPort = await serverFromString(
         _reactor, f"tcp:0:interface={HOST}"
     ).listen(factory)
-    case.addCleanup(_stop_broker, listening, broker, factory)
-    return RunningBroker(broker, listening.getHost().port, config)  # type: ignore[attr-defined]
-
-
-async def _stop_broker(listening: IListeningPort, broker: Broker, factory: _TrackingFactory) -> None:
-    await maybeDeferred(listening.stopListening)
-    await broker.shutdown()
-    # Connections the broker does not own (never admitted, or refused).
-    left = list(factory.open)
-    for proto in left:
-        if proto.transport is not None:
-            cast(ITCPTransport, proto.transport).abortConnection()
-    gone: Deferred[list[None]] = gatherResults([p.gone for p in left])
-    gone.addTimeout(TIMEOUT, reactor)
-    await gone
+    running = RunningBroker(broker, store, listening, factory)
+    case.addCleanup(running.stop)
+    return running
 
 
 # paho-mqtt.

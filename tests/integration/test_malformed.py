@@ -7,7 +7,7 @@ Protocol violations over real TCP: the offending connection is closed (MQTT
 from __future__ import annotations
 
 from mqttx.mqtt.codec import encode
-from mqttx.mqtt.packets import Disconnect, Publish, Subscribe, Subscription
+from mqttx.mqtt.packets import Disconnect, PingReq, Publish, Subscribe, Subscription
 
 from .helpers import (
     V5,
@@ -85,6 +85,30 @@ class MalformedPacketTestsMixin(MixinBase):
         await self._expect_disconnected(raw, 0x90)
         await bystander.messages.expect_nothing()
         await self._still_serving(bystander)
+
+    async def test_subscribe_with_qos_3_closes_the_connection(self) -> None:
+        """
+        A SUBSCRIBE requesting QoS 3 is malformed [MQTT-3-8.3-4]: the
+        connection is closed; in MQTT 5 it is a Protocol Error (section
+        3.8.3.1), so the client gets DISCONNECT 0x82 first.
+        """
+        bystander = await self._bystander()
+        raw, _ = await self.raw_connected("sub-qos3")
+        data = bytearray(encode(Subscribe(1, (Subscription("fine/#", 2),)), self.level))
+        data[-1] |= 0x03
+        raw.send_bytes(bytes(data))
+        await self._expect_disconnected(raw, 0x82)
+        await self._still_serving(bystander)
+
+    async def test_packet_before_connect_closes_the_connection(self) -> None:
+        """
+        The first packet must be CONNECT [MQTT-3.1.0-1]: a PINGREQ first
+        gets no answer, just the close (section 4.8; 5.0 section 4.13).
+        """
+        raw = await self.raw()
+        raw.send(PingReq())
+        await raw.expect_closed()
+        self.assertEqual(raw.packets.take_all(), [])
 
     async def test_second_connect_closes_the_connection(self) -> None:
         """

@@ -103,6 +103,25 @@ class PublishSubscribeTestsMixin(MixinBase):
         self.assertEqual({m.dup for m in got}, {False})
         await sub.messages.expect_nothing()
 
+    async def test_repeated_subscription_replaces_the_first(self) -> None:
+        """
+        Subscribing again to the same filter replaces the subscription: its
+        new QoS applies, messages come once, and retained messages are sent
+        again [MQTT-3.8.4-3].
+        """
+        pub = await self.connected("resub-pub")
+        await pub.publish("resub/t", b"retained", 2, retain=True)
+        sub = await self.subscriber("resub-sub", "resub/t", 0)
+        [first] = await sub.messages.get()
+        self.assertEqual((first.payload, first.qos, first.retain), (b"retained", 0, True))
+        self.assertEqual(await sub.subscribe("resub/t", 2), 2)
+        [again] = await sub.messages.get()
+        self.assertEqual((again.payload, again.qos, again.retain), (b"retained", 2, True))
+        await pub.publish("resub/t", b"live", 2)
+        [live] = await sub.messages.get()
+        self.assertEqual((live.payload, live.qos, live.retain), (b"live", 2, False))
+        await sub.messages.expect_nothing()
+
     async def test_unsubscribed_topic_is_not_delivered(self) -> None:
         """
         After UNSUBSCRIBE the broker stops delivering messages that match the

@@ -160,6 +160,24 @@ class PersistentSessionTestsMixin(MixinBase):
         again.send(PubComp(pid))
         await again.packets.expect_nothing()
 
+    async def test_takeover_resends_unacknowledged_messages_to_the_new_connection(self) -> None:
+        """
+        A connection that takes a session over (Clean Start 0) gets the
+        unacknowledged QoS 1 messages of the old one again, DUP 1, same
+        packet identifier [MQTT-4.4.0-1] [MQTT-3.3.1-1]; the old connection is
+        closed [MQTT-3.1.4-2] (5.0 after DISCONNECT 0x8E [MQTT-3.1.4-3]).
+        """
+        old = await self._raw_subscriber("unacked-takeover", "over/#", 1)
+        pub = await self.connected("over-pub")
+        await pub.publish("over/t", b"unacked", 1)
+        sent = await old.expect(Publish)
+        new = await self._raw_resume("unacked-takeover")
+        resent = await new.expect(Publish)
+        self.assertEqual(resent, Publish("over/t", b"unacked", 1, False, True, sent.packet_id))
+        await old.expect_closed()
+        expected = [0x8E] if self.version == V5 else []
+        self.assertEqual([getattr(p, "reason_code", None) for p in old.packets.take_all()], expected)
+
     async def _raw_subscriber(self, client_id: str, topic_filter: str, qos: int) -> RawClient:
         raw, ack = await self.raw_connected(client_id, clean=False, session_expiry=self._expiry())
         self.assertFalse(ack.session_present)

@@ -191,6 +191,23 @@ class WillDelayTests(IntegrationTestCase):
         # real-time: watch past the will delay (1 s) that was cancelled.
         await watcher.messages.expect_nothing(1.3)
 
+    async def test_takeover_within_the_will_delay_cancels_the_will(self) -> None:
+        """
+        A takeover is a new network connection to the session: with Clean
+        Start 0 before the Will Delay Interval passed, the old connection's
+        will is not sent [MQTT-3.1.3-9].
+        """
+        watcher = await self._watcher()
+        old = await self.connected(
+            "taken-late", clean=False, session_expiry=60, will=WillSpec("will/taken-late", b"no", 1, delay=1)
+        )
+        new = self.paho("taken-late", clean=False, session_expiry=60)
+        ack = await new.connect()
+        self.assertEqual((ack.reason_code, ack.session_present), (0, True))
+        await old.disconnects.get_one()
+        # real-time: watch past the will delay (1 s).
+        await watcher.messages.expect_nothing(1.0 + QUIET)
+
     async def test_will_is_published_when_the_session_ends_before_the_delay(self) -> None:
         """
         A will waits for its delay or the end of the session, whichever
