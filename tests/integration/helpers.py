@@ -358,6 +358,7 @@ class WillSpec:
     qos: int = 0
     retain: bool = False
     delay: int | None = None
+    user_properties: tuple[tuple[str, str], ...] = ()
 
 
 class PahoClient:
@@ -399,9 +400,12 @@ class PahoClient:
         )
         if will is not None:
             props = None
-            if will.delay is not None:
+            if will.delay is not None or will.user_properties:
                 props = PahoProperties(PacketTypes.WILLMESSAGE)
-                props.WillDelayInterval = will.delay
+                if will.delay is not None:
+                    props.WillDelayInterval = will.delay
+                if will.user_properties:
+                    props.UserProperty = list(will.user_properties)
             self.client.will_set(will.topic, will.payload, will.qos, will.retain, props)
         self.messages: Inbox[Received] = Inbox("messages")
         self.connacks: Inbox[Connack] = Inbox("CONNACKs")

@@ -15,10 +15,12 @@ from mqttx.mqtt.packets import (
     Disconnect,
     PubAck,
     Publish,
+    PubRec,
     SubAck,
     Subscribe,
     Subscription,
 )
+from mqttx.mqtt.properties import Properties
 
 from .helpers import V5, V311, IntegrationTestCase, connect_packet
 
@@ -47,6 +49,7 @@ class ReceiveMaximumTests(IntegrationTestCase):
             following = await raw.expect(Publish)
             self.assertEqual(following.payload, expected)
             in_flight.append(following)
+            # real-time: a short look that no third PUBLISH follows.
             await raw.packets.expect_nothing(0.05)
 
 
@@ -254,3 +257,44 @@ class SlowConsumerTests(IntegrationTestCase):
         while (await slow.expect(Publish)).payload != b"end":
             seen += 1
         self.assertLess(seen, batches * size)
+
+
+class InboundLimitsV5Tests(IntegrationTestCase):
+    """Limits the broker announces to MQTT 5 clients in CONNACK, and enforces."""
+
+    version = V5
+    broker_config = {"receive_maximum": 2, "topic_alias_maximum": 4, "max_session_expiry": 30}
+
+    async def test_receive_maximum_is_announced_and_enforced(self) -> None:
+        """
+        CONNACK announces Receive Maximum 2; a third QoS 2 PUBLISH while two
+        await PUBREL exceeds it: DISCONNECT 0x93 (Receive Maximum exceeded)
+        [MQTT-3.3.4-7] (section 3.3.4).
+        """
+        raw, ack = await self.raw_connected("eager")
+        self.assertEqual(ack.properties.receive_maximum, 2)
+        for pid in (1, 2):
+            raw.send(Publish("in/t", b"x", 2, packet_id=pid))
+            self.assertEqual((await raw.expect(PubRec)).packet_id, pid)
+        raw.send(Publish("in/t", b"x", 2, packet_id=3))
+        await raw.expect_closed()
+        self.assertEqual([getattr(p, "reason_code", None) for p in raw.packets.take_all()], [0x93])
+
+    async def test_topic_alias_above_the_maximum_is_refused(self) -> None:
+        """
+        CONNACK announces Topic Alias Maximum 4; alias 5 is a protocol
+        violation [MQTT-3.3.2-9]: DISCONNECT 0x94 (Topic Alias invalid).
+        """
+        raw, ack = await self.raw_connected("aliaser")
+        self.assertEqual(ack.properties.topic_alias_maximum, 4)
+        raw.send(Publish("in/t", b"x", 0, properties=Properties(topic_alias=5)))
+        await raw.expect_closed()
+        self.assertEqual([getattr(p, "reason_code", None) for p in raw.packets.take_all()], [0x94])
+
+    async def test_session_expiry_is_capped(self) -> None:
+        """
+        A Session Expiry Interval above C{max_session_expiry} is cut down,
+        and CONNACK tells the client the value used (section 3.2.2.3.2).
+        """
+        _, ack = await self.raw_connected("long-lived", clean=False, session_expiry=3600)
+        self.assertEqual(ack.properties.session_expiry_interval, 30)

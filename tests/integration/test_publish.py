@@ -225,6 +225,25 @@ class PublishV5Tests(IntegrationTestCase):
         self.assertEqual(got.payload, b"theirs")
         await sub.messages.expect_nothing()
 
+    async def test_message_properties_are_forwarded_unaltered(self) -> None:
+        """
+        Payload Format Indicator, Content Type, Response Topic and
+        Correlation Data reach the subscriber unaltered [MQTT-3.3.2-4]
+        [MQTT-3.3.2-20] [MQTT-3.3.2-15] [MQTT-3.3.2-16], live and retained.
+        """
+        sub = await self.subscriber("fwd-sub", "fwd/t", 1)
+        pub = await self.connected("fwd-pub")
+        props = {
+            "PayloadFormatIndicator": 1,
+            "ContentType": "text/plain",
+            "ResponseTopic": "fwd/reply",
+            "CorrelationData": b"\x00\x01id",
+        }
+        await pub.publish("fwd/t", b"hello", 1, retain=True, **props)
+        late = await self.subscriber("fwd-late", "fwd/t", 1)
+        for got in (await sub.messages.get_one(), await late.messages.get_one()):
+            self.assertEqual({name: getattr(got.properties, name, None) for name in props}, props)
+
     async def test_inbound_topic_alias_is_resolved(self) -> None:
         """
         A PUBLISH may name its topic by a Topic Alias set earlier on the

@@ -50,7 +50,7 @@ class PersistentSessionTestsMixin(MixinBase):
         QoS 0 messages are not kept for offline clients (Mosquitto's default,
         C{queue_qos0_messages false}).
         """
-        first = self._persistent("sleeper")
+        first = self._persistent("away")
         ack = await first.connect()
         self.assertEqual((ack.reason_code, ack.session_present), (0, False))
         self.assertEqual(await first.subscribe_many([("ps/#", 2)]), [2])
@@ -63,7 +63,7 @@ class PersistentSessionTestsMixin(MixinBase):
         await pub.publish("ps/a", b"a0", 0)
         await pub.publish("ps/b", b"b2", 2)
 
-        again = self._persistent("sleeper")
+        again = self._persistent("away")
         ack = await again.connect()
         self.assertEqual((ack.reason_code, ack.session_present), (0, True))
         got = await again.messages.get(4)

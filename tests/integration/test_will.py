@@ -94,11 +94,11 @@ class WillTestsMixin(MixinBase):
         watcher = await self._watcher()
         start = time.monotonic()
         await self.raw_connected(
-            "sleepy", keep_alive=1, will=Will("will/sleepy", b"timed out", qos=1)
+            "silent", keep_alive=1, will=Will("will/silent", b"timed out", qos=1)
         )
         [got] = await watcher.messages.get()
         elapsed = time.monotonic() - start
-        self.assertEqual((got.topic, got.payload, got.qos), ("will/sleepy", b"timed out", 1))
+        self.assertEqual((got.topic, got.payload, got.qos), ("will/silent", b"timed out", 1))
         self.assertTrue(1.2 <= elapsed <= 2.5, f"will after {elapsed:.2f}s, not ~1.5s")
 
     async def test_will_is_published_on_protocol_error(self) -> None:
@@ -147,6 +147,23 @@ class WillV5Tests(WillTestsMixin, IntegrationTestCase):
         await client.disconnect(0x04)
         [got] = await watcher.messages.get()
         self.assertEqual((got.topic, got.payload, got.qos), ("will/wanted", b"as asked", 1))
+
+
+    async def test_will_properties_are_forwarded(self) -> None:
+        """
+        A will's user properties reach subscribers in order [MQTT-3.1.3-10];
+        its Will Delay Interval, a property of the will and not of the
+        message, does not.
+        """
+        watcher = await self._watcher()
+        props = (("reason", "crash"), ("host", "a"), ("reason", "again"))
+        client = await self.connected(
+            "propertied", will=WillSpec("will/props", b"bye", 1, delay=0, user_properties=props)
+        )
+        await client.drop()
+        [got] = await watcher.messages.get()
+        self.assertEqual(got.user_properties(), list(props))
+        self.assertIsNone(getattr(got.properties, "WillDelayInterval", None))
 
 
 class WillDelayTests(IntegrationTestCase):
