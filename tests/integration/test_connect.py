@@ -229,8 +229,8 @@ class DisconnectTests(IntegrationTestCase):
     async def test_mqtt5_disconnect_is_not_answered(self) -> None:
         """
         DISCONNECT is the final packet on a connection (section 3.14): after
-        a client's DISCONNECT the broker closes the connection [MQTT-3.14.4-3
-        and following text] without sending anything back, as Mosquitto does.
+        a client's DISCONNECT the broker closes the connection (section
+        3.14.4) without sending anything back, as Mosquitto does.
         """
         raw, _ = await self.raw_connected("leaving", 5)
         raw.send(Disconnect())
