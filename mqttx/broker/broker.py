@@ -39,7 +39,7 @@ from mqttx.mqtt.packets import (
 )
 from mqttx.mqtt.properties import NO_PROPERTIES, Properties
 from mqttx.mqtt.reason_codes import ReasonCode, connack_code_v3
-from mqttx.mqtt.topics import SHARE_PREFIX, is_valid_topic_filter, is_valid_topic_name
+from mqttx.mqtt.topics import SHARE_PREFIX, is_valid_topic_name
 
 from .message import Message
 from .retained import RetainedIndex
@@ -634,9 +634,6 @@ class Broker:
         wants_retained: list[SubscriptionEntry] = []
         for sub in packet.subscriptions:
             topic_filter = sub.topic_filter
-            if not is_valid_topic_filter(topic_filter):
-                codes.append(ReasonCode.TOPIC_FILTER_INVALID if v5 else 0x80)
-                continue
             if topic_filter.startswith(SHARE_PREFIX):
                 codes.append(ReasonCode.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80)
                 continue

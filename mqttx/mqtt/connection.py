@@ -12,6 +12,7 @@ clocks: times are given to it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from enum import Enum
 from typing import NoReturn
@@ -19,9 +20,20 @@ from typing import NoReturn
 from .codec import Decoder, encode
 from .errors import MalformedPacket
 from .packet_type import PacketType, ProtocolVersion
-from .packets import Connect, Disconnect, Packet, PubAck, PubComp, Publish, PubRec
+from .packets import (
+    Connect,
+    Disconnect,
+    Packet,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    Subscribe,
+    Unsubscribe,
+)
 from .properties import NO_PROPERTIES, Properties
 from .reason_codes import ReasonCode
+from .topics import is_valid_topic_filter
 
 #: The largest packet MQTT can express: 1 + 4 header bytes + 268,435,455.
 MAX_PACKET_SIZE = 268_435_460
@@ -132,9 +144,24 @@ class Connection:
                 # [MQTT-3.14.4-1] Nothing after DISCONNECT counts.
                 del packets[index + 1 :]
                 break
+            elif kind is PacketType.SUBSCRIBE:
+                assert isinstance(packet, Subscribe)
+                self._check_filters(s.topic_filter for s in packet.subscriptions)
+            elif kind is PacketType.UNSUBSCRIBE:
+                assert isinstance(packet, Unsubscribe)
+                self._check_filters(packet.topic_filters)
             elif kind in _FROM_SERVER_ONLY:
                 self._fail(ReasonCode.PROTOCOL_ERROR, f"a client may not send {kind.name}")
         return packets
+
+    def _check_filters(self, topic_filters: Iterable[str]) -> None:
+        for topic_filter in topic_filters:
+            if not is_valid_topic_filter(topic_filter):
+                # [MQTT-4.7.1-2] [MQTT-4.7.1-3] A malformed filter is a
+                # protocol violation, which closes the connection
+                # [MQTT-4.8.0-1] (as Mosquitto does); SUBACK 0x8F is for
+                # well-formed filters a client may not use.
+                self._fail(ReasonCode.MALFORMED_PACKET, f"invalid topic filter {topic_filter!r}")
 
     def send(self, packet: Packet) -> bytes:
         """

@@ -26,6 +26,7 @@ from mqttx.mqtt.packets import (
     Subscribe,
     Subscription,
     UnsubAck,
+    Unsubscribe,
     Will,
 )
 from mqttx.mqtt.properties import NO_PROPERTIES, Properties
@@ -867,23 +868,29 @@ class SubscriptionTests(BrokerTestCase):
 
     def test_invalid_filter_v311(self) -> None:
         """
-        If a 3.1.1 client subscribes to an invalid filter, that filter's
-        SUBACK return code is 0x80 and the others are granted
-        [MQTT-3.9.3-1] [MQTT-4.7.1-2].
+        If a 3.1.1 client subscribes to a malformed filter, that is a protocol
+        violation: the connection is closed and nothing is subscribed
+        [MQTT-4.7.1-2] [MQTT-4.7.1-3] [MQTT-4.8.0-1].
         """
-        client = self.connect_client("c1")
-        client.send(Subscribe(1, (Subscription("a/#/b", 1), Subscription("a/+", 1), Subscription("a+", 0))))
-        self.assertEqual(client.received(), [SubAck(1, (0x80, 1, 0x80))])
-        self.assertFalse(client.disconnecting)
+        for bad in ("a/#/b", "a+"):
+            client = self.connect_client("c1")
+            client.send(Subscribe(1, (Subscription("a/+", 1), Subscription(bad, 0))))
+            self.assertClosedWith(client, None, bad)
+            client.finish_close()
+        self.assertEqual(self.broker.router.subscription_count, 0)
 
     def test_invalid_filter_v5(self) -> None:
         """
-        If a 5.0 client subscribes to an invalid filter, that filter's SUBACK
-        reason code is 0x8F (Topic Filter invalid).
+        If a 5.0 client subscribes or unsubscribes with a malformed filter, it
+        gets DISCONNECT 0x81 (as from Mosquitto), not SUBACK 0x8F, which is
+        for well-formed filters it may not use.
         """
         client = self.connect_client("c1", 5)
         client.send(Subscribe(1, (Subscription("a/#/b", 1), Subscription("a/+", 2))))
-        self.assertEqual(client.received(), [SubAck(1, (0x8F, 2))])
+        self.assertClosedWith(client, 0x81)
+        other = self.connect_client("c2", 5)
+        other.send(Unsubscribe(1, ("a/#/b",)))
+        self.assertClosedWith(other, 0x81)
 
     def test_shared_subscription_refused(self) -> None:
         """

@@ -21,6 +21,9 @@ from mqttx.mqtt.packets import (
     Publish,
     PubRec,
     SubAck,
+    Subscribe,
+    Subscription,
+    Unsubscribe,
 )
 from mqttx.mqtt.properties import Properties
 from mqttx.mqtt.reason_codes import ReasonCode
@@ -248,3 +251,28 @@ class ConnectionTests(SynchronousTestCase):
         with self.assertRaises(MalformedPacket):
             conn.receive_data(b"\x10\x0c\x00\x04MQTT\x07\x02\x00\x00\x00\x00", 0.0)
         self.assertEqual(conn.announced_level, 7)
+
+    def test_malformed_topic_filter_closes(self) -> None:
+        """
+        [MQTT-4.7.1-2] [MQTT-4.7.1-3] A SUBSCRIBE or UNSUBSCRIBE with a
+        malformed filter is a malformed packet [MQTT-4.8.0-1].
+        """
+        for packet in (
+            Subscribe(1, (Subscription("a/b", 0), Subscription("a/#/b", 0))),
+            Subscribe(1, (Subscription("sport+", 0),)),
+            Unsubscribe(1, ("#/a",)),
+        ):
+            conn = Connection()
+            self.feed(conn, v5_connect())
+            self.assertViolation(conn, ReasonCode.MALFORMED_PACKET, packet)
+
+    def test_well_formed_filters_pass(self) -> None:
+        """Well-formed filters, shared ones included, reach the broker."""
+        conn = Connection()
+        self.feed(conn, v5_connect())
+        packets = self.feed(
+            conn,
+            Subscribe(1, (Subscription("+/a/#", 0), Subscription("$share/g/x", 0))),
+            Unsubscribe(2, ("#",)),
+        )
+        self.assertEqual(len(packets), 2)
