@@ -411,7 +411,7 @@ class MatchesTests(SynchronousTestCase):
         plus = data.draw(
             st.lists(st.booleans(), min_size=len(levels), max_size=len(levels))
         )
-        filter_levels = ["+" if p else level for p, level in zip(plus, levels)]
+        filter_levels = ["+" if p else level for p, level in zip(plus, levels, strict=True)]
         cut = data.draw(st.integers(0, len(levels)))
         if cut < len(levels):
             filter_levels = [*filter_levels[:cut], "#"]
