@@ -125,6 +125,10 @@ DEFAULT_LISTENERS: tuple[ListenerConfig, ...] = (
 )
 
 
+#: The ways a shared subscription group can pick a member.
+SHARED_STRATEGIES = ("round_robin", "random", "sticky")
+
+
 @dataclass(frozen=True, slots=True)
 class MQTTConfig:
     """
@@ -145,6 +149,23 @@ class MQTTConfig:
         use; 0 disables them.
     @ivar keepalive_max: the cap, in seconds, on a client's keep alive; 0
         accepts what the client asks for.
+    @ivar maximum_qos: the highest QoS clients may publish and subscribe
+        with (MQTT 5 Maximum QoS); 3.1.1 subscriptions are granted at most it.
+    @ivar wildcard_subscriptions: whether C{+} and C{#} filters are allowed.
+    @ivar subscription_identifiers: whether MQTT 5 subscription identifiers
+        are supported.
+    @ivar shared_subscription_strategy: how a shared subscription's group
+        picks the member for each message: C{round_robin}, C{random}, or
+        C{sticky} (by publisher).
+    @ivar response_information: when set, MQTT 5 clients that ask for
+        Response Information get this prefix followed by their client
+        identifier, as the root of their response topics.
+    @ivar server_reference: when set, MQTT 5 clients are sent elsewhere:
+        CONNACK 0x9C (use another server), or 0x9D (server moved) with
+        C{server_moved}, carrying this Server Reference.
+    @ivar server_moved: whether the redirection is permanent.
+    @ivar validate_payload_format: whether a payload declared UTF-8 (Payload
+        Format Indicator 1) must be valid UTF-8 (else 0x99).
     """
 
     max_packet_size: int = 1_048_576
@@ -156,6 +177,14 @@ class MQTTConfig:
     shared_subscriptions: bool = True
     topic_alias_maximum: int = 64
     keepalive_max: int = 0
+    maximum_qos: int = 2
+    wildcard_subscriptions: bool = True
+    subscription_identifiers: bool = True
+    shared_subscription_strategy: str = "round_robin"
+    response_information: str | None = None
+    server_reference: str | None = None
+    server_moved: bool = False
+    validate_payload_format: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,6 +422,9 @@ class _Parser:
             raise self._error(key, "must not be empty")
         return value
 
+    def _optional_str(self, value: object, key: str) -> str | None:
+        return None if value is None else self._str(value, key)
+
     def _choice(self, value: object, key: str, choices: tuple[str, ...]) -> str:
         text = self._str(value, key)
         if text not in choices:
@@ -526,6 +558,30 @@ class _Parser:
             ),
             keepalive_max=self._get(
                 section, "mqtt", "keepalive_max", d.keepalive_max, integer(0, _UINT16)
+            ),
+            maximum_qos=self._get(section, "mqtt", "maximum_qos", d.maximum_qos, integer(0, 2)),
+            wildcard_subscriptions=self._get(
+                section, "mqtt", "wildcard_subscriptions", d.wildcard_subscriptions, self._bool
+            ),
+            subscription_identifiers=self._get(
+                section, "mqtt", "subscription_identifiers", d.subscription_identifiers, self._bool
+            ),
+            shared_subscription_strategy=self._get(
+                section,
+                "mqtt",
+                "shared_subscription_strategy",
+                d.shared_subscription_strategy,
+                lambda v, k: self._choice(v, k, SHARED_STRATEGIES),
+            ),
+            response_information=self._get(
+                section, "mqtt", "response_information", d.response_information, self._optional_str
+            ),
+            server_reference=self._get(
+                section, "mqtt", "server_reference", d.server_reference, self._optional_str
+            ),
+            server_moved=self._get(section, "mqtt", "server_moved", d.server_moved, self._bool),
+            validate_payload_format=self._get(
+                section, "mqtt", "validate_payload_format", d.validate_payload_format, self._bool
             ),
         )
 

@@ -112,6 +112,14 @@ mqtt:
   shared_subscriptions: false
   topic_alias_maximum: 0
   keepalive_max: 600
+  maximum_qos: 1
+  wildcard_subscriptions: false
+  subscription_identifiers: false
+  shared_subscription_strategy: sticky
+  response_information: "reply/"
+  server_reference: "other.example:1883"
+  server_moved: true
+  validate_payload_format: false
 persistence: {backend: memory, path: /var/lib/mqttx/db, durability: batch}
 auth: {allow_anonymous: false, password_file: null, acl_file: null}
 logging: {level: debug, format: json}
@@ -134,6 +142,14 @@ logging: {level: debug, format: json}
                     shared_subscriptions=False,
                     topic_alias_maximum=0,
                     keepalive_max=600,
+                    maximum_qos=1,
+                    wildcard_subscriptions=False,
+                    subscription_identifiers=False,
+                    shared_subscription_strategy="sticky",
+                    response_information="reply/",
+                    server_reference="other.example:1883",
+                    server_moved=True,
+                    validate_payload_format=False,
                 ),
                 persistence=PersistenceConfig("memory", "/var/lib/mqttx/db", "batch"),
                 auth=AuthConfig(allow_anonymous=False),
@@ -288,8 +304,23 @@ class ErrorTests(SynchronousTestCase):
             ("mqtt: {retain_available: 1}", "mqtt.retain_available"),
             ("mqtt: {shared_subscriptions: 'yes'}", "mqtt.shared_subscriptions"),
             ("auth: {allow_anonymous: null}", "auth.allow_anonymous"),
+            ("mqtt: {server_moved: 0}", "mqtt.server_moved"),
         ]:
             self.assertRejected(text, key, "expected true or false")
+
+    def test_mqtt5_feature_values(self) -> None:
+        """
+        Maximum QoS is 0, 1 or 2; the shared subscription strategy is one of
+        the known ones; optional strings are strings or null.
+        """
+        self.assertRejected("mqtt: {maximum_qos: 3}", "mqtt.maximum_qos", "between 0 and 2")
+        self.assertRejected(
+            "mqtt: {shared_subscription_strategy: first}",
+            "mqtt.shared_subscription_strategy",
+            "expected one of",
+        )
+        self.assertRejected("mqtt: {server_reference: 7}", "mqtt.server_reference", "expected a string")
+        self.assertRejected("mqtt: {response_information: ''}", "mqtt.response_information", "must not be empty")
 
     def test_wrong_string_types(self) -> None:
         """
