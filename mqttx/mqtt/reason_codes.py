@@ -59,6 +59,57 @@ class ReasonCode(IntEnum):
 NORMAL_DISCONNECTION = ReasonCode.SUCCESS
 
 
+def describe(code: int) -> str:
+    """
+    A short human explanation of an error reason code, for the Reason String
+    of packets that have nothing more specific to say (MQTT 5 section
+    3.14.2.2.3: diagnostics, not to be parsed by the receiver).
+
+    @param code: an MQTT 5 reason code.
+    @return: the explanation, or C{""} for codes below 0x80.
+    """
+    return _DESCRIPTIONS.get(code, "")
+
+
+_DESCRIPTIONS: dict[int, str] = {
+    ReasonCode.UNSPECIFIED_ERROR: "unspecified error",
+    ReasonCode.MALFORMED_PACKET: "malformed packet",
+    ReasonCode.PROTOCOL_ERROR: "protocol error",
+    ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR: "internal error",
+    ReasonCode.UNSUPPORTED_PROTOCOL_VERSION: "unsupported protocol version",
+    ReasonCode.CLIENT_IDENTIFIER_NOT_VALID: "client identifier not valid",
+    ReasonCode.BAD_USER_NAME_OR_PASSWORD: "bad user name or password",
+    ReasonCode.NOT_AUTHORIZED: "not authorized",
+    ReasonCode.SERVER_UNAVAILABLE: "server unavailable",
+    ReasonCode.SERVER_BUSY: "server busy",
+    ReasonCode.BANNED: "banned",
+    ReasonCode.SERVER_SHUTTING_DOWN: "server shutting down",
+    ReasonCode.BAD_AUTHENTICATION_METHOD: "authentication method not supported",
+    ReasonCode.KEEP_ALIVE_TIMEOUT: "keep alive timeout",
+    ReasonCode.SESSION_TAKEN_OVER: "session taken over by another connection",
+    ReasonCode.TOPIC_FILTER_INVALID: "topic filter not accepted",
+    ReasonCode.TOPIC_NAME_INVALID: "topic name not accepted",
+    ReasonCode.PACKET_IDENTIFIER_IN_USE: "packet identifier in use",
+    ReasonCode.PACKET_IDENTIFIER_NOT_FOUND: "packet identifier not found",
+    ReasonCode.RECEIVE_MAXIMUM_EXCEEDED: "receive maximum exceeded",
+    ReasonCode.TOPIC_ALIAS_INVALID: "topic alias invalid",
+    ReasonCode.PACKET_TOO_LARGE: "packet too large",
+    ReasonCode.MESSAGE_RATE_TOO_HIGH: "message rate too high",
+    ReasonCode.QUOTA_EXCEEDED: "quota exceeded",
+    ReasonCode.ADMINISTRATIVE_ACTION: "administrative action",
+    ReasonCode.PAYLOAD_FORMAT_INVALID: "payload is not valid UTF-8",
+    ReasonCode.RETAIN_NOT_SUPPORTED: "retained messages are not supported",
+    ReasonCode.QOS_NOT_SUPPORTED: "QoS not supported",
+    ReasonCode.USE_ANOTHER_SERVER: "use another server",
+    ReasonCode.SERVER_MOVED: "server moved",
+    ReasonCode.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED: "shared subscriptions are not supported",
+    ReasonCode.CONNECTION_RATE_EXCEEDED: "connection rate exceeded",
+    ReasonCode.MAXIMUM_CONNECT_TIME: "maximum connect time reached",
+    ReasonCode.SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED: "subscription identifiers are not supported",
+    ReasonCode.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED: "wildcard subscriptions are not supported",
+}
+
+
 class ConnackReturnCode(IntEnum):
     """MQTT 3.1 / 3.1.1 CONNACK return codes (3.1.1 section 3.2.2.3)."""
 

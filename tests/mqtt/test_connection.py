@@ -5,12 +5,15 @@ Tests for L{mqttx.mqtt.connection}: the sans-IO server connection.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from mqttx.mqtt.codec import Decoder, encode
 from mqttx.mqtt.connection import Connection, State
 from mqttx.mqtt.errors import MalformedPacket
 from mqttx.mqtt.packets import (
+    Auth,
     ConnAck,
     Connect,
     Disconnect,
@@ -20,13 +23,15 @@ from mqttx.mqtt.packets import (
     PubComp,
     Publish,
     PubRec,
+    PubRel,
     SubAck,
     Subscribe,
     Subscription,
+    UnsubAck,
     Unsubscribe,
 )
 from mqttx.mqtt.properties import Properties
-from mqttx.mqtt.reason_codes import ReasonCode
+from mqttx.mqtt.reason_codes import ReasonCode, describe
 
 
 def v5_connect(**props: object) -> Connect:
@@ -276,3 +281,139 @@ class ConnectionTests(SynchronousTestCase):
             Unsubscribe(2, ("#",)),
         )
         self.assertEqual(len(packets), 2)
+
+
+class ProblemInformationTests(SynchronousTestCase):
+    """
+    Reason strings and user properties on what the server sends, and the
+    client's Request Problem Information (MQTT 5 section 3.1.2.11.7).
+    """
+
+    USER = (("k", "v"), ("k", "v"))
+
+    def connected(self, **props: object) -> Connection:
+        conn = Connection()
+        conn.receive_data(encode(v5_connect(**props), 5), 0.0)
+        conn.accepted()
+        return conn
+
+    def sent(self, conn: Connection, packet: Packet) -> Packet:
+        [decoded] = Decoder(protocol_level=5).feed(conn.send(packet))
+        return decoded
+
+    def problem_packets(self) -> list[Packet]:
+        props = Properties(reason_string="why", user_property=self.USER)
+        return [
+            PubAck(1, ReasonCode.QUOTA_EXCEEDED, props),
+            PubRec(2, ReasonCode.PAYLOAD_FORMAT_INVALID, props),
+            PubRel(3, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND, props),
+            PubComp(4, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND, props),
+            SubAck(5, (ReasonCode.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED,), props),
+            UnsubAck(6, (ReasonCode.NO_SUBSCRIPTION_EXISTED,), props),
+            Auth(ReasonCode.CONTINUE_AUTHENTICATION, replace(props, authentication_method="m")),
+        ]
+
+    def test_problem_information_sent_by_default(self) -> None:
+        """
+        A client that did not set Request Problem Information (default 1)
+        gets reason strings and user properties wherever they are allowed.
+        """
+        conn = self.connected()
+        for packet in self.problem_packets():
+            self.assertEqual(self.sent(conn, packet), packet)
+
+    def test_no_problem_information_on_acknowledgements(self) -> None:
+        """
+        If the client set Request Problem Information to 0, no packet other
+        than PUBLISH, CONNACK and DISCONNECT carries a Reason String or User
+        Property [MQTT-3.1.2-29]; the reason codes and other properties stay.
+        """
+        conn = self.connected(request_problem_information=0)
+        for packet in self.problem_packets():
+            props = packet.properties  # type: ignore[union-attr]
+            lean = replace(props, reason_string=None, user_property=())
+            self.assertEqual(self.sent(conn, packet), replace(packet, properties=lean))  # type: ignore[arg-type]
+
+    def test_problem_information_allowed_on_publish_connack_disconnect(self) -> None:
+        """
+        Request Problem Information 0 leaves PUBLISH (application user
+        properties), CONNACK and DISCONNECT as they are [MQTT-3.1.2-29].
+        """
+        conn = self.connected(request_problem_information=0)
+        props = Properties(reason_string="why", user_property=self.USER)
+        publish = Publish("t", b"m", properties=Properties(user_property=self.USER))
+        for packet in (
+            publish,
+            ConnAck(False, ReasonCode.SUCCESS, props),
+            Disconnect(ReasonCode.SERVER_SHUTTING_DOWN, props),
+        ):
+            self.assertEqual(self.sent(conn, packet), packet)
+
+    def test_request_problem_information_1(self) -> None:
+        """An explicit Request Problem Information 1 is the default."""
+        conn = self.connected(request_problem_information=1)
+        ack = PubAck(1, ReasonCode.QUOTA_EXCEEDED, Properties(reason_string="full"))
+        self.assertEqual(self.sent(conn, ack), ack)
+
+    def test_server_disconnect_has_a_reason_string(self) -> None:
+        """
+        A server DISCONNECT with an error code carries a short Reason String
+        (MQTT 5 section 3.14.2.2.3), the given one or a description of the
+        code, even with Request Problem Information 0 [MQTT-3.1.2-29]; a
+        normal disconnection has none.
+        """
+        taken_over = Properties(reason_string="session taken over by another connection")
+        for props in ({}, {"request_problem_information": 0}):
+            conn = self.connected(**props)
+            self.assertEqual(
+                Decoder(protocol_level=5).feed(conn.disconnect(ReasonCode.SESSION_TAKEN_OVER)),
+                [Disconnect(ReasonCode.SESSION_TAKEN_OVER, taken_over)],
+            )
+            conn = self.connected(**props)
+            self.assertEqual(
+                Decoder(protocol_level=5).feed(conn.disconnect(ReasonCode.PROTOCOL_ERROR, "second CONNECT")),
+                [Disconnect(ReasonCode.PROTOCOL_ERROR, Properties(reason_string="second CONNECT"))],
+            )
+        conn = self.connected()
+        self.assertEqual(Decoder(protocol_level=5).feed(conn.disconnect(ReasonCode.SUCCESS)), [Disconnect()])
+
+    def test_every_error_code_has_a_description(self) -> None:
+        """Every error reason code has a short description, and no success code has one."""
+        for code in ReasonCode:
+            if code >= 0x80:
+                self.assertTrue(describe(code), code.name)
+            else:
+                self.assertEqual(describe(code), "", code.name)
+
+    def test_no_reason_string_below_mqtt_5(self) -> None:
+        """3.1.1 packets carry no properties at all, so no reason strings."""
+        conn = Connection()
+        conn.receive_data(encode(Connect("c"), 4), 0.0)
+        conn.accepted()
+        ack = PubAck(1, ReasonCode.SUCCESS, Properties(reason_string="why"))
+        self.assertEqual(conn.send(ack), b"\x40\x02\x00\x01")
+
+    def test_puback_packet_identifier_in_use_keeps_the_quota(self) -> None:
+        """
+        PUBACK 0x91 refuses a QoS 1 PUBLISH reusing the packet identifier of
+        a QoS 2 exchange not yet completed: the identifier still counts
+        against the Receive Maximum until PUBCOMP (MQTT 5 section 4.9).
+        """
+        conn = Connection(receive_maximum=1)
+        conn.receive_data(encode(v5_connect(), 5), 0.0)
+        conn.accepted()
+        conn.receive_data(encode(Publish("t", b"2", 2, packet_id=7), 5), 0.0)
+        conn.send(PubRec(7))
+        conn.receive_data(encode(Publish("t", b"1", 1, packet_id=7), 5), 0.0)
+        conn.send(PubAck(7, ReasonCode.PACKET_IDENTIFIER_IN_USE))
+        with self.assertRaises(MalformedPacket) as caught:
+            conn.receive_data(encode(Publish("t", b"3", 1, packet_id=8), 5), 0.0)
+        self.assertEqual(caught.exception.reason_code, ReasonCode.RECEIVE_MAXIMUM_EXCEEDED)
+
+        conn = Connection(receive_maximum=1)
+        conn.receive_data(encode(v5_connect(), 5), 0.0)
+        conn.accepted()
+        conn.receive_data(encode(Publish("t", b"2", 2, packet_id=7), 5), 0.0)
+        conn.send(PubRec(7))
+        conn.send(PubComp(7))
+        self.assertEqual(len(conn.receive_data(encode(Publish("t", b"3", 1, packet_id=8), 5), 0.0)), 1)
