@@ -5,8 +5,9 @@ The interfaces of mqttx's pluggable parts.
 from __future__ import annotations
 
 from twisted.internet.defer import Deferred
-from zope.interface import Interface
+from zope.interface import Attribute, Interface
 
+from mqttx.broker.auth import AuthOutcome
 from mqttx.broker.message import Message
 from mqttx.broker.state import Delivery, InflightEntry, SessionRecord, StoreSnapshot
 
@@ -72,4 +73,70 @@ class IAuthenticator(Interface):
 
         @return: a Deferred firing with an MQTT 5 reason code: 0 to accept,
             0x86 (bad user name or password) or 0x87 (not authorized) to refuse.
+        """
+
+
+class IAuthenticationMethod(Interface):
+    """
+    An MQTT 5 enhanced authentication method (section 4.12), such as
+    SCRAM-SHA-256: a client names it in CONNECT's Authentication Method,
+    and it decides, over as many AUTH round trips as it needs, whether the
+    client is who it claims.
+
+    The broker offers the methods it is given (L{Broker}'s
+    C{authentication_methods}); a CONNECT naming another gets CONNACK 0x8C
+    [MQTT-4.12.0-1]. A client that names an offered method is
+    authenticated by it alone: the L{IAuthenticator} is not asked (as in
+    Mosquitto).
+    """
+
+    name = Attribute(
+        "The Authentication Method this handles (a str), compared exactly, case included, "
+        "with the one the client names."
+    )
+
+    def start(
+        client_id: str, username: str | None, listener: str, reauthentication: bool
+    ) -> IAuthenticationExchange:
+        """
+        Begin authenticating a connection: for its CONNECT, or for a
+        re-authentication the client asked for after CONNACK (AUTH 0x19).
+        Each gets its own exchange.
+
+        @param client_id: the client identifier (the assigned one if the
+            client sent none).
+        @param username: the CONNECT's User Name, if any.
+        @param listener: the name of the listener the client came in on.
+        @param reauthentication: whether the client is connected already.
+        """
+
+
+class IAuthenticationExchange(Interface):
+    """
+    One run of an authentication method for one connection.
+
+    The broker calls L{step} with the client's Authentication Data: first
+    the CONNECT's (or the re-authenticating AUTH 0x19's), then, after each
+    L{AuthContinue<mqttx.broker.auth.AuthContinue>}, that of the client's
+    AUTH 0x18 answering it. It never calls L{step} while the previous
+    step's Deferred is pending, nor after an
+    L{AuthSuccess<mqttx.broker.auth.AuthSuccess>} or
+    L{AuthFailure<mqttx.broker.auth.AuthFailure>}.
+    """
+
+    def step(data: bytes | None) -> Deferred[AuthOutcome]:
+        """
+        Answer the client's Authentication Data (C{None} if it sent none).
+
+        The answer may take time (password hashing belongs in a thread, not
+        on the reactor): the client's CONNECT timeout bounds a CONNECT's
+        whole exchange. If the connection closes first, the broker cancels
+        the Deferred. A failed Deferred is logged and ends the client: CONNACK
+        or DISCONNECT 0x80.
+
+        @return: a Deferred firing with an C{AuthContinue} (send this data
+            to the client in AUTH 0x18 and wait for its answer), an
+            C{AuthSuccess} (optional final data for the CONNACK or AUTH
+            0x00) or an C{AuthFailure} (a reason code), all from
+            L{mqttx.broker.auth}.
         """
