@@ -1,0 +1,3 @@
+"""
+Tests for the benchmark runner's pure parts (C{benchmarks/}).
+"""
