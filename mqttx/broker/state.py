@@ -38,6 +38,22 @@ class Delivery:
     subscription_ids: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SharedDelivery(Delivery):
+    """
+    A L{Delivery} of a message of a shared subscription.
+
+    (A subclass rather than a field of L{Delivery}, so that deliveries of
+    non-shared subscriptions, the hot path, do not pay for one more field.)
+
+    @ivar group: that subscription's full filter, C{$share/{group}/{filter}},
+        so that another member of the group can be given the message if
+        this session's connection ends before it is acknowledged.
+    """
+
+    group: str
+
+
 @dataclass(frozen=True, slots=True)
 class InflightEntry:
     """
