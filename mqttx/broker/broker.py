@@ -10,7 +10,10 @@ L{mqttx.transports.mqtt}); it answers through the same link.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import replace
+from functools import partial
+from random import Random
 from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
@@ -19,9 +22,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mqttx.auth.anonymous import NoUserDatabase
-from mqttx.interfaces import IAuthenticator, IStore
+from mqttx.interfaces import IAuthenticationMethod, IAuthenticator, IStore
 from mqttx.mqtt.packet_type import ProtocolVersion
 from mqttx.mqtt.packets import (
+    Auth,
     ConnAck,
     Connect,
     Disconnect,
@@ -38,14 +42,16 @@ from mqttx.mqtt.packets import (
     Will,
 )
 from mqttx.mqtt.properties import NO_PROPERTIES, Properties
-from mqttx.mqtt.reason_codes import ReasonCode, connack_code_v3
-from mqttx.mqtt.topics import SHARE_PREFIX, is_valid_topic_name
+from mqttx.mqtt.reason_codes import ReasonCode, connack_code_v3, describe
+from mqttx.mqtt.topics import SHARE_PREFIX, is_valid_topic_name, parse_shared
 
+from .auth import AuthFailure, AuthSuccess, EnhancedAuthentication, connack_code
 from .message import Message
 from .retained import RetainedIndex
 from .router import Router
 from .session import Counters, FrameCache, Session, SessionLink
-from .state import StoredSession, SubscriptionEntry
+from .shared import STRATEGIES
+from .state import SharedDelivery, StoredSession, SubscriptionEntry
 
 if TYPE_CHECKING:
     from mqttx.config import MQTTConfig
@@ -61,9 +67,15 @@ class ClientLink(SessionLink, Protocol):
     listener: str
     #: The client's address, for logs.
     peer: str
+    #: The connection's enhanced authentication, which the broker sets
+    #: when the CONNECT names a method it offers (MQTT 5 section 4.12).
+    authentication: EnhancedAuthentication | None
 
     def set_keep_alive(self, seconds: int) -> None:
         """Impose the Server Keep Alive on the connection."""
+
+    def challenge(self, packet: Auth) -> None:
+        """Send AUTH 0x18 (Continue authentication) and read the client's answer."""
 
 
 class Broker:
@@ -75,6 +87,10 @@ class Broker:
     @param store: where persistent sessions and retained messages are kept.
     @param authenticator: checks credentials at CONNECT; by default
         anonymous clients are let in.
+    @param authentication_methods: the MQTT 5 enhanced authentication
+        methods offered, each under its C{name}; none by default.
+    @param random: the random source of the C{random} shared subscription
+        strategy; a new L{Random} by default.
     """
 
     log = Logger()
@@ -87,6 +103,8 @@ class Broker:
         store: IStore,
         node_name: str = "mqttx",
         authenticator: IAuthenticator | None = None,
+        random: Random | None = None,
+        authentication_methods: Iterable[IAuthenticationMethod] = (),
     ) -> None:
         self.config = config
         self.node_name = node_name
@@ -97,6 +115,13 @@ class Broker:
         self._clock = clock
         self._store = store
         self._authenticator = authenticator or NoUserDatabase(True)
+        self._auth_methods: dict[str, IAuthenticationMethod] = {}
+        for method in authentication_methods:
+            if method.name in self._auth_methods:
+                raise ValueError(f"two authentication methods named {method.name!r}")
+            self._auth_methods[method.name] = method
+        self._random = random if random is not None else Random()
+        self._pick = STRATEGIES[config.shared_subscription_strategy]
         self._stopping = False
         self.messages_received = 0
         # Store writes caused by the PUBLISH being handled: its
@@ -143,6 +168,9 @@ class Broker:
         for inflight in stored.inflight:
             session.inflight[inflight.packet_id] = inflight
         session.inbound_qos2.update(stored.inbound_qos2)
+        session.shared = any(isinstance(d, SharedDelivery) for d in session.queue) or any(
+            isinstance(e.delivery, SharedDelivery) for e in session.inflight.values()
+        )
         session.restore_sequence()
         # A process that died while the client was connected lost the time
         # it disconnected: count from now.
@@ -195,6 +223,12 @@ class Broker:
         """
         level = connect.protocol_level
         v5 = level == ProtocolVersion.MQTT_5
+        config = self.config
+        if config.server_reference is not None:
+            # MQTT 5 section 4.11: send the client elsewhere, with the Server
+            # Reference (3.2.2.3.16); 3.1.1 can only say 0x03 (unavailable).
+            code = ReasonCode.SERVER_MOVED if config.server_moved else ReasonCode.USE_ANOTHER_SERVER
+            return self._refuse(link, connect, code, Properties(server_reference=config.server_reference))
         props = connect.properties
         client_id = connect.client_id
         assigned = None
@@ -203,9 +237,12 @@ class Broker:
                 # [MQTT-3.1.3-8] 3.1.1 assigns an id only with a clean session.
                 return self._refuse(link, connect, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
             client_id = assigned = "mqttx-" + secrets.token_hex(8)
+        method = None
         if props.authentication_method is not None:
-            # No enhanced authentication method is offered [MQTT-4.12.0-1].
-            return self._refuse(link, connect, ReasonCode.BAD_AUTHENTICATION_METHOD)
+            method = self._auth_methods.get(props.authentication_method)
+            if method is None:
+                # [MQTT-4.12.0-1] A method not offered: CONNACK 0x8C, close.
+                return self._refuse(link, connect, ReasonCode.BAD_AUTHENTICATION_METHOD)
         will = connect.will
         if will is not None:
             if not is_valid_topic_name(will.topic):
@@ -217,6 +254,20 @@ class Broker:
             if will.retain and not self.config.retain_available:
                 # [MQTT-3.2.2-13]
                 return self._refuse(link, connect, ReasonCode.RETAIN_NOT_SUPPORTED)
+            if will.qos > config.maximum_qos:
+                # [MQTT-3.2.2-12] CONNACK 0x9B; 3.1.1 has no such code, and
+                # should answer with the nearest one (section 3.1.4): 0x03.
+                return self._refuse(link, connect, ReasonCode.QOS_NOT_SUPPORTED)
+            if will.properties.payload_format_indicator == 1 and config.validate_payload_format:
+                if not is_utf8(will.payload):
+                    # Section 3.1.3.2.3: a will declared UTF-8 that is not
+                    # gets CONNACK 0x99 (only 5.0 wills have properties).
+                    return self._refuse(
+                        link,
+                        connect,
+                        ReasonCode.PAYLOAD_FORMAT_INVALID,
+                        Properties(reason_string="will payload is not valid UTF-8"),
+                    )
         server_keep_alive = None
         keepalive_max = self.config.keepalive_max
         if keepalive_max and (connect.keep_alive == 0 or connect.keep_alive > keepalive_max):
@@ -224,8 +275,33 @@ class Broker:
                 # 3.1.1 cannot be told another keep-alive: refuse, as Mosquitto does.
                 return self._refuse(link, connect, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
             server_keep_alive = keepalive_max
+        if method is not None:
+            # Section 4.12: the method alone authenticates the client, over
+            # AUTH packets; nothing is admitted before it succeeds.
+            authentication = EnhancedAuthentication(method, link, client_id, connect.username)
+            link.authentication = authentication
+            outcome = authentication.authenticate(props.authentication_data)
+            return outcome.addCallback(
+                self._enhanced_authenticated, link, connect, client_id, assigned, server_keep_alive
+            )
         d = self._authenticator.authenticate(client_id, connect.username, connect.password, link.listener)
         return d.addCallback(self._authenticated, link, connect, client_id, assigned, server_keep_alive)
+
+    def _enhanced_authenticated(
+        self,
+        outcome: AuthSuccess | AuthFailure | None,
+        link: ClientLink,
+        connect: Connect,
+        client_id: str,
+        assigned: str | None,
+        server_keep_alive: int | None,
+    ) -> Deferred[Session | None] | Session | None:
+        if outcome is None:
+            return None  # The connection closed during the exchange.
+        if isinstance(outcome, AuthFailure):
+            # [MQTT-4.12.0-4] CONNACK with the method's reason, then close.
+            return self._refuse(link, connect, connack_code(outcome))
+        return self._authenticated(ReasonCode.SUCCESS, link, connect, client_id, assigned, server_keep_alive)
 
     def _authenticated(
         self,
@@ -242,7 +318,14 @@ class Broker:
             return self._refuse(link, connect, ReasonCode.SERVER_UNAVAILABLE)
         return self._admit(link, connect, client_id, assigned, server_keep_alive)
 
-    def _refuse(self, link: ClientLink, connect: Connect, code: ReasonCode) -> Deferred[Session | None]:
+    def _refuse(
+        self, link: ClientLink, connect: Connect, code: ReasonCode, properties: Properties = NO_PROPERTIES
+    ) -> Deferred[Session | None]:
+        """
+        Answer CONNECT with CONNACK C{code} (3.1/3.1.1: the nearest return
+        code), and C{properties} for MQTT 5, with a Reason String describing
+        the code unless they have one; the caller then closes.
+        """
         self.log.info(
             "CONNACK {code.name} for {client_id!r} from {peer}",
             code=code,
@@ -251,7 +334,9 @@ class Broker:
             event_id="connect.refused",
         )
         if connect.protocol_level == ProtocolVersion.MQTT_5:
-            link.send(ConnAck(False, code))
+            if properties.reason_string is None:
+                properties = replace(properties, reason_string=describe(code) or None)
+            link.send(ConnAck(False, code, properties))
         else:
             link.send(ConnAck(False, connack_code_v3(code)))
         return succeed(None)
@@ -323,7 +408,15 @@ class Broker:
 
         props = NO_PROPERTIES
         if v5:
-            props = self._connack_properties(requested, expiry, assigned, server_keep_alive)
+            props = self._connack_properties(connect, client_id, requested, expiry, assigned, server_keep_alive)
+            authentication = link.authentication
+            if authentication is not None:
+                # [MQTT-4.12.0-5] The CONNECT's method, and its final data.
+                props = replace(
+                    props,
+                    authentication_method=authentication.method_name,
+                    authentication_data=authentication.final_data,
+                )
         link.send(ConnAck(present, ReasonCode.SUCCESS, props))
         self.log.info(
             "client {client_id!r} connected from {peer} (MQTT level {protocol_level}, session present: {present})",
@@ -339,9 +432,25 @@ class Broker:
         return session
 
     def _connack_properties(
-        self, requested: int, expiry: int, assigned: str | None, server_keep_alive: int | None
+        self,
+        connect: Connect,
+        client_id: str,
+        requested: int,
+        expiry: int,
+        assigned: str | None,
+        server_keep_alive: int | None,
     ) -> Properties:
+        """
+        The properties of a successful MQTT 5 CONNACK: what this client is
+        told of the session and of the server's limits and features. A
+        feature that is available goes unsaid, as absent means available.
+        """
         config = self.config
+        response_information = None
+        if config.response_information is not None and connect.properties.request_response_information == 1:
+            # Only when asked for [MQTT-3.1.2-28]: the root of this client's
+            # response topics (section 4.10).
+            response_information = config.response_information + client_id
         return Properties(
             # MQTT 5 section 3.2.2.3.2: tell the client when its expiry was cut down.
             session_expiry_interval=expiry if expiry != requested else None,
@@ -351,8 +460,13 @@ class Broker:
             maximum_packet_size=config.max_packet_size,
             topic_alias_maximum=config.topic_alias_maximum or None,
             retain_available=None if config.retain_available else 0,
-            # Shared subscriptions are not offered by this release.
-            shared_subscription_available=0,
+            # Absent means available (section 3.2.2.3.14).
+            shared_subscription_available=None if config.shared_subscriptions else 0,
+            # [MQTT-3.2.2-9] Said only when below 2, the value absence means.
+            maximum_qos=config.maximum_qos if config.maximum_qos < 2 else None,
+            wildcard_subscription_available=None if config.wildcard_subscriptions else 0,
+            subscription_identifier_available=None if config.subscription_identifiers else 0,
+            response_information=response_information,
         )
 
     def _will_of(self, will: Will | None, client_id: str) -> tuple[Message | None, int]:
@@ -390,6 +504,10 @@ class Broker:
             client_id=session.client_id,
             event_id="client.disconnected",
         )
+        if session.shared and not self._stopping:
+            # Section 4.8.2: what it did not acknowledge may go to another
+            # member at once. (At shutdown, sessions are kept as they stand.)
+            session.hand_over_shared(partial(self._hand_over, session))
         self._detach(session)
 
     def _detach(self, session: Session) -> None:
@@ -452,6 +570,8 @@ class Broker:
         for topic_filter in session.subscriptions:
             self.router.unsubscribe(session.client_id, topic_filter)
         session.subscriptions.clear()
+        if session.shared:
+            session.hand_over_shared(partial(self._hand_over, session))
         if self.sessions.get(session.client_id) is session:
             del self.sessions[session.client_id]
         if session.stored:
@@ -480,30 +600,72 @@ class Broker:
             link.send(PubRec(pid))
             return
         self._writes.clear()
-        expiry = packet.properties.message_expiry_interval
+        props = packet.properties
+        if qos == 1 and session.inbound_qos2 and pid in session.inbound_qos2:
+            if link.protocol_level == ProtocolVersion.MQTT_5:
+                # [MQTT-2.2.1-3] The identifier still belongs to a QoS 2
+                # message awaiting PUBREL: PUBACK 0x91 (section 3.4.2.1),
+                # not routed. 3.1.1 has no way to say so: the message is taken.
+                self._acknowledge(session, link, PubAck(pid, ReasonCode.PACKET_IDENTIFIER_IN_USE, _IN_USE))
+                return
+        if props.payload_format_indicator == 1 and self.config.validate_payload_format:
+            if not is_utf8(packet.payload):
+                self._payload_format_invalid(session, link, qos, pid)
+                return
+        expiry = props.message_expiry_interval
         message = Message(
             packet.topic,
             packet.payload,
             qos,
             packet.retain,
-            packet.properties,
+            props,
             session.client_id,
             None if expiry is None else self._clock.seconds() + expiry,
         )
-        matched = self.route(message)
         if qos == 0:
+            self.route(message)
             return
         assert pid is not None
+        counters = self.counters
+        queues_full = counters.dropped_queue_full
+        matched = self.route(message)
         code = ReasonCode.SUCCESS
-        if not matched and link.protocol_level == ProtocolVersion.MQTT_5:
-            code = ReasonCode.NO_MATCHING_SUBSCRIBERS
+        ack_props = NO_PROPERTIES
+        if not matched:
+            if link.protocol_level == ProtocolVersion.MQTT_5:
+                code = ReasonCode.NO_MATCHING_SUBSCRIBERS
+        elif counters.dropped_queue_full != queues_full:
+            # Sessions dropped it, their queue full (the counter tells,
+            # with no result to collect per delivery). If every matching one
+            # did, nobody took it, unless the retained store did.
+            refused = counters.dropped_queue_full - queues_full
+            if refused >= matched and not packet.retain and link.protocol_level == ProtocolVersion.MQTT_5:
+                code = ReasonCode.QUOTA_EXCEEDED  # Section 3.4.2.1.
+                ack_props = _QUEUES_FULL
         if qos == 1:
-            self._acknowledge(session, link, PubAck(pid, code))
+            self._acknowledge(session, link, PubAck(pid, code, ack_props))
+        elif code >= 0x80:
+            # PUBREC >= 0x80 ends the exchange (section 4.3.3): no PUBREL follows.
+            self._acknowledge(session, link, PubRec(pid, code, ack_props))
         else:
             session.inbound_qos2.add(pid)
             if session.persistent:
                 self._writes.append(self._store.add_inbound_qos2(session.client_id, pid))
             self._acknowledge(session, link, PubRec(pid, code))
+
+    def _payload_format_invalid(self, session: Session, link: SessionLink, qos: int, pid: int | None) -> None:
+        """
+        Refuse a PUBLISH whose Payload Format Indicator says UTF-8 when its
+        payload is not (section 3.3.2.3.2): PUBACK or PUBREC 0x99, which ends
+        the exchange; a QoS 0 message has no acknowledgement, so DISCONNECT
+        0x99.
+        """
+        if qos == 0:
+            link.close(ReasonCode.PAYLOAD_FORMAT_INVALID, _NOT_UTF8.reason_string)
+            return
+        assert pid is not None
+        ack = PubAck if qos == 1 else PubRec
+        self._acknowledge(session, link, ack(pid, ReasonCode.PAYLOAD_FORMAT_INVALID, _NOT_UTF8))
 
     def _acknowledge(self, session: Session, link: SessionLink, ack: PubAck | PubRec) -> None:
         """
@@ -555,7 +717,7 @@ class Broker:
             self._retain(message)
         routes = self.router.match(message.topic)
         if not routes:
-            return 0
+            return self._route_shared(message, {}) if self.router.group_count else 0
         sessions = self.sessions
         frames: FrameCache = {}
         origin = message.origin
@@ -573,7 +735,73 @@ class Broker:
                 route.subscription_ids,
                 frames,
             )
+        if self.router.group_count:
+            return len(routes) + self._route_shared(message, frames)
         return len(routes)
+
+    def _route_shared(self, message: Message, frames: FrameCache) -> int:
+        """
+        Deliver a message to one member of each shared subscription it
+        matches (section 4.8.2), picked by the configured strategy, at
+        min(published, that member's granted QoS) [MQTT-4.8.2-3]. A session
+        with shared and non-shared subscriptions gets a copy for each.
+
+        @return: how many shared subscriptions it matched.
+        """
+        groups = self.router.match_shared(message.topic)
+        if not groups:
+            return 0
+        sessions = self.sessions
+        pick = self._pick
+        qos = message.qos
+        for group in groups:
+            member = pick(group, sessions, qos, message.origin, self._random, None)
+            if member is None:
+                continue
+            entry = member.entry
+            session = sessions[member.client_id]
+            session.shared = True
+            session.deliver(
+                message,
+                qos if qos <= entry.qos else entry.qos,
+                message.retain and entry.retain_as_published,
+                member.subscription_ids,
+                frames,
+                group.share_filter,
+            )
+        return len(groups)
+
+    def _hand_over(self, session: Session, delivery: SharedDelivery) -> bool:
+        """
+        Give a message of a shared subscription that C{session} did not
+        complete to another member of that subscription, online ones first.
+
+        @return: whether it left C{session}: given to another member, or
+            dropped as expired; C{False} if there is no other member.
+        """
+        group = self.router.group(delivery.group)
+        if group is None:
+            return False
+        message = delivery.message
+        qos = message.qos
+        member = self._pick(group, self.sessions, qos, message.origin, self._random, session.client_id)
+        if member is None:
+            return False
+        if message.expires_at is not None and message.expires_at <= self._clock.seconds():
+            self.counters.dropped_expired += 1
+            return True
+        entry = member.entry
+        target = self.sessions[member.client_id]
+        target.shared = True
+        target.deliver(
+            message,
+            qos if qos <= entry.qos else entry.qos,
+            message.retain and entry.retain_as_published,
+            member.subscription_ids,
+            {},
+            group.share_filter,
+        )
+        return True
 
     def _retain(self, message: Message) -> None:
         if message.payload:
@@ -597,7 +825,7 @@ class Broker:
                 self._store.remove_inbound_qos2(session.client_id, pid)
             link.send(PubComp(pid))
         elif link.protocol_level == ProtocolVersion.MQTT_5:
-            link.send(PubComp(pid, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND))
+            link.send(PubComp(pid, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND, _NOT_FOUND))
         else:
             link.send(PubComp(pid))
 
@@ -606,12 +834,17 @@ class Broker:
         session.puback(packet.packet_id)
 
     def pubrec(self, session: Session, packet: PubRec) -> None:
-        """PUBREC for an outbound QoS 2 message: answer PUBREL."""
-        if not session.pubrec(packet.packet_id, packet.reason_code) and session.link is not None:
-            code = 0
+        """
+        PUBREC for an outbound QoS 2 message: answer PUBREL, with 0x92 if the
+        packet identifier is unknown (MQTT 5 section 3.6.2.1). A PUBREC with
+        an error code ends the exchange and gets no PUBREL (section 4.3.3).
+        """
+        reason_code = packet.reason_code
+        if not session.pubrec(packet.packet_id, reason_code) and session.link is not None and reason_code < 0x80:
             if session.link.protocol_level == ProtocolVersion.MQTT_5:
-                code = ReasonCode.PACKET_IDENTIFIER_NOT_FOUND
-            session.link.send(PubRel(packet.packet_id, code))
+                session.link.send(PubRel(packet.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND, _NOT_FOUND))
+            else:
+                session.link.send(PubRel(packet.packet_id))
 
     def pubcomp(self, session: Session, packet: PubComp) -> None:
         """PUBCOMP for an outbound QoS 2 message."""
@@ -632,26 +865,58 @@ class Broker:
         sub_id = ids[0] if ids else None
         codes: list[int] = []
         wants_retained: list[SubscriptionEntry] = []
+        maximum_qos = self.config.maximum_qos
+        wildcards = self.config.wildcard_subscriptions
         for sub in packet.subscriptions:
             topic_filter = sub.topic_filter
-            if topic_filter.startswith(SHARE_PREFIX):
-                codes.append(ReasonCode.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80)
+            shared = topic_filter.startswith(SHARE_PREFIX)
+            if shared:
+                refused = self._refuse_share(topic_filter, v5)
+                if refused:
+                    codes.append(refused)
+                    continue
+            if not wildcards and ("+" in topic_filter or "#" in topic_filter):
+                # Wildcard Subscription Available 0 (MQTT 5 section
+                # 3.2.2.3.11): the filter is refused, the others stand.
+                codes.append(ReasonCode.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80)
                 continue
+            # [MQTT-3.2.2-10] Any requested QoS is accepted, and granted at
+            # most the Maximum QoS (3.1.1 section 3.8.4 allows a lower grant).
+            qos = sub.qos if sub.qos <= maximum_qos else maximum_qos
             entry = SubscriptionEntry(
-                topic_filter, sub.qos, sub.no_local, sub.retain_as_published, sub.retain_handling, sub_id
+                topic_filter, qos, sub.no_local, sub.retain_as_published, sub.retain_handling, sub_id
             )
             existed = self.router.subscribe(session.client_id, entry)
             session.subscriptions[topic_filter] = entry
-            codes.append(sub.qos)
+            codes.append(qos)
+            if shared:
+                # Section 3.3.1.3: retained messages go to new Non-shared
+                # Subscriptions only.
+                continue
             # [MQTT-3.3.1-9..11] Retain Handling 0: always, 1: if new, 2: never.
             if sub.retain_handling == 0 or (sub.retain_handling == 1 and not existed):
                 wants_retained.append(entry)
         if session.persistent:
             self._store.save_session(session.record())
-        link.send(SubAck(packet.packet_id, tuple(codes)))
+        refusals = _refusals(packet, codes) if v5 else NO_PROPERTIES
+        link.send(SubAck(packet.packet_id, tuple(codes), refusals))
         now = self._clock.seconds()
         for entry in wants_retained:
             self._send_retained(session, entry, now)
+
+    def _refuse_share(self, topic_filter: str, v5: bool) -> int:
+        """
+        The SUBACK failure code for a C{$share/} filter, or 0 to accept it:
+        0x9E when shared subscriptions are turned off, 0x8F for an invalid
+        share [MQTT-4.8.2-1] [MQTT-4.8.2-2]; 3.1.1 has only 0x80.
+        """
+        if not self.config.shared_subscriptions:
+            return ReasonCode.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80
+        try:
+            parse_shared(topic_filter)
+        except ValueError:
+            return ReasonCode.TOPIC_FILTER_INVALID if v5 else 0x80
+        return 0
 
     def _send_retained(self, session: Session, entry: SubscriptionEntry, now: float) -> None:
         ids = () if entry.subscription_id is None else (entry.subscription_id,)
@@ -688,3 +953,35 @@ class Broker:
 def _forget_tail(result: None, session: Session, done: Deferred[None]) -> None:
     if session.ack_tail is done:
         session.ack_tail = None
+
+
+# Reason strings of refusals, made once (MQTT 5 section 3.4.2.2.2).
+_IN_USE = Properties(reason_string="packet identifier in use by a QoS 2 message awaiting PUBREL")
+_NOT_UTF8 = Properties(reason_string="payload is not valid UTF-8")
+_NOT_FOUND = Properties(reason_string="packet identifier not found")
+_QUEUES_FULL = Properties(reason_string="quota exceeded: the queues of all matching subscribers are full")
+
+
+def _refusals(packet: Subscribe, codes: list[int]) -> Properties:
+    """The Reason String of a SUBACK: which filters were refused, and why."""
+    refused = [
+        f"{sub.topic_filter}: {describe(code)}"
+        for sub, code in zip(packet.subscriptions, codes, strict=True)
+        if code >= 0x80
+    ]
+    return Properties(reason_string="; ".join(refused)) if refused else NO_PROPERTIES
+
+
+def is_utf8(data: bytes) -> bool:
+    """
+    Whether C{data} is well-formed UTF-8 (RFC 3629: no surrogates, no
+    overlong forms, nothing above U+10FFFF), as a payload with Payload
+    Format Indicator 1 must be (section 3.3.2.3.2).
+    """
+    if data.isascii():
+        return True
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -15,13 +15,14 @@ from typing import TYPE_CHECKING, Protocol
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 
+from mqttx.mqtt.aliases import OutboundTopicAliases
 from mqttx.mqtt.codec import encode, encode_publish_frame
 from mqttx.mqtt.packet_type import ProtocolVersion
 from mqttx.mqtt.packets import Packet, Publish, PubRel
 from mqttx.mqtt.properties import NO_PROPERTIES, Properties
 
 from .message import Message
-from .state import Delivery, InflightEntry, SessionRecord, SubscriptionEntry
+from .state import Delivery, InflightEntry, SessionRecord, SharedDelivery, SubscriptionEntry
 
 if TYPE_CHECKING:
     from mqttx.interfaces import IStore
@@ -35,6 +36,9 @@ class SessionLink(Protocol):
     max_packet_size: int
     #: True while the client's transport cannot take more bytes.
     paused: bool
+    #: The topic aliases of this connection's outbound PUBLISH, or C{None}
+    #: if the client takes none (then frames are shared across sessions).
+    topic_aliases: OutboundTopicAliases | None
 
     def write(self, data: bytes) -> None:
         """Write encoded packets to the client."""
@@ -46,8 +50,13 @@ class SessionLink(Protocol):
         """Close the connection (MQTT 5: with DISCONNECT); fires once it is gone."""
 
 
-#: Per-publish cache of encoded PUBLISH frames, by delivery shape.
-FrameCache = dict[tuple[int, int, bool, tuple[int, ...]], tuple[bytes, int]]
+#: Per-publish cache of encoded PUBLISH frames, by delivery shape:
+#: (protocol level, QoS, RETAIN, subscription identifiers), and for clients
+#: that take topic aliases also (alias, whether the topic name is sent).
+FrameCache = dict[
+    tuple[int, int, bool, tuple[int, ...]] | tuple[int, int, bool, tuple[int, ...], int, bool],
+    tuple[bytes, int],
+]
 
 _PID_BYTES = [i.to_bytes(2, "big") for i in range(65536)]
 
@@ -110,6 +119,9 @@ class Session:
         self.stored = False
         #: The last acknowledgement still waiting for store writes, if any.
         self.ack_tail: Deferred[None] | None = None
+        #: Whether messages of shared subscriptions were given to it, which
+        #: may have to move to another member when its connection ends.
+        self.shared = False
         self._store = store
         self._writes = writes
         self._counters = counters
@@ -152,13 +164,23 @@ class Session:
 
     # Delivery: the hot path.
 
-    def deliver(self, message: Message, qos: int, retain: bool, sub_ids: tuple[int, ...], frames: FrameCache) -> None:
+    def deliver(
+        self,
+        message: Message,
+        qos: int,
+        retain: bool,
+        sub_ids: tuple[int, ...],
+        frames: FrameCache,
+        group: str | None = None,
+    ) -> None:
         """
         Send, queue or drop one message for this session.
 
         @param qos: the delivery QoS, already min(published, granted).
         @param frames: encoded frames shared by every session that gets this
             message in the same shape.
+        @param group: the full filter of the shared subscription it comes
+            from, if any (see L{SharedDelivery}).
         """
         link = self.link
         if qos == 0:
@@ -171,7 +193,10 @@ class Session:
                 self._counters.delivered += 1
             return
         self._seq += 1
-        delivery = Delivery(self._seq, message, qos, retain, sub_ids)
+        if group is None:
+            delivery = Delivery(self._seq, message, qos, retain, sub_ids)
+        else:
+            delivery = SharedDelivery(self._seq, message, qos, retain, sub_ids, group=group)
         if link is not None and not link.paused and not self.queue and len(self.inflight) < self.send_quota:
             self._send_inflight(link, delivery, frames)
             return
@@ -191,6 +216,9 @@ class Session:
         sub_ids: tuple[int, ...],
         frames: FrameCache,
     ) -> tuple[bytes, int] | None:
+        aliases = link.topic_aliases
+        if aliases is not None:
+            return self._aliased_frame(link, aliases, message, qos, retain, sub_ids, frames, False)
         level = link.protocol_level
         key = (level, qos, retain, sub_ids)
         frame = frames.get(key)
@@ -211,6 +239,47 @@ class Session:
             # [MQTT-3.3.4-7] Not sent, and handled as if it had been.
             self._counters.dropped_too_large += 1
             return None
+        return frame
+
+    def _aliased_frame(
+        self,
+        link: SessionLink,
+        aliases: OutboundTopicAliases,
+        message: Message,
+        qos: int,
+        retain: bool,
+        sub_ids: tuple[int, ...],
+        frames: FrameCache,
+        dup: bool,
+    ) -> tuple[bytes, int] | None:
+        """
+        L{_frame} for a client that takes topic aliases (MQTT 5 section
+        3.3.2.3.4): a topic it already has an alias for goes out as that
+        alias and an empty topic name; a new one with its name and the
+        alias it takes from now on, the least recently used one once all
+        are in use. Frames are still shared with other sessions whose
+        client gets the same alias the same way.
+        """
+        topic = message.topic
+        alias = aliases.find(topic)
+        new = not alias
+        if new:
+            alias = aliases.candidate()
+        key = (ProtocolVersion.MQTT_5, qos, retain, sub_ids, alias, new)
+        frame = frames.get(key)
+        if frame is None:
+            props = replace(self._properties(ProtocolVersion.MQTT_5, message, sub_ids), topic_alias=alias)
+            frame = frames[key] = encode_publish_frame(
+                Publish(topic if new else "", message.payload, qos, retain, dup, 1 if qos else None, props),
+                ProtocolVersion.MQTT_5,
+            )
+        if len(frame[0]) > link.max_packet_size:
+            # [MQTT-3.1.2-25] Not sent, and handled as if it had been; the
+            # client was not told the alias, so it is not taken.
+            self._counters.dropped_too_large += 1
+            return None
+        if new:
+            aliases.bind(topic, alias)
         return frame
 
     def _properties(self, level: int, message: Message, sub_ids: tuple[int, ...]) -> Properties:
@@ -333,19 +402,67 @@ class Session:
                 if self.persistent:
                     self._writes.append(self._store.remove_inflight(self.client_id, pid))
                 continue
-            data = encode(
-                Publish(
-                    message.topic, message.payload, d.qos, d.retain, True, pid,
-                    self._properties(level, message, d.subscription_ids),
-                ),
-                level,
-            )
-            if len(data) <= link.max_packet_size:
+            aliases = link.topic_aliases
+            if aliases is not None:
+                # Against this connection's topic aliases: the client forgot
+                # those of the connection the PUBLISH was first sent on
+                # [MQTT-3.3.2-7].
+                frame = self._aliased_frame(
+                    link, aliases, message, d.qos, d.retain, d.subscription_ids, {}, True
+                )
+                data = b"" if frame is None else frame[0][: frame[1]] + _PID_BYTES[pid] + frame[0][frame[1] + 2 :]
+            else:
+                data = encode(
+                    Publish(
+                        message.topic, message.payload, d.qos, d.retain, True, pid,
+                        self._properties(level, message, d.subscription_ids),
+                    ),
+                    level,
+                )
+                if len(data) > link.max_packet_size:
+                    self._counters.dropped_too_large += 1
+                    data = b""
+            if data:
                 link.write(data)
             else:
                 # Dropped without draining the queue, which would send newer
                 # messages ahead of the older in-flight ones still to resend.
-                self._counters.dropped_too_large += 1
                 del self.inflight[pid]
                 if self.persistent:
                     self._writes.append(self._store.remove_inflight(self.client_id, pid))
+
+    def hand_over_shared(self, give: Callable[[SharedDelivery], bool]) -> None:
+        """
+        Offer the messages of shared subscriptions that this session has not
+        completed to C{give}, oldest first; those it takes (returning true)
+        leave this session. In flight QoS 1 messages and queued ones are
+        offered; a QoS 2 message already sent stays, to be completed with
+        this session or not at all ([MQTT-4.8.2-4], [MQTT-4.8.2-5]).
+        """
+        persistent = self.persistent
+        kept = False
+        for pid, entry in list(self.inflight.items()):
+            delivery = entry.delivery
+            if not isinstance(delivery, SharedDelivery):
+                continue
+            if delivery.qos == 2 or not give(delivery):
+                kept = True
+                continue
+            del self.inflight[pid]
+            if persistent:
+                self._writes.append(self._store.remove_inflight(self.client_id, pid))
+        queue = self.queue
+        if queue:
+            remaining = []
+            for delivery in queue:
+                if isinstance(delivery, SharedDelivery):
+                    if give(delivery):
+                        if persistent:
+                            self._writes.append(self._store.remove_queued(self.client_id, delivery.seq))
+                        continue
+                    kept = True
+                remaining.append(delivery)
+            if len(remaining) != len(queue):
+                queue.clear()
+                queue.extend(remaining)
+        self.shared = kept

@@ -155,9 +155,9 @@ class ConnAckTests(BrokerTestCase):
     def test_v5_connack_properties(self) -> None:
         """
         A 5.0 CONNACK tells the client the broker's maximum packet size and
-        topic alias maximum, and that shared subscriptions are not
-        available; it has no Session Expiry Interval when the client's was
-        kept (section 3.2.2.3).
+        topic alias maximum; it has no Shared Subscription Available (absent:
+        available) and no Session Expiry Interval when the client's was kept
+        (section 3.2.2.3).
         """
         self.use_config(max_packet_size=5000, topic_alias_maximum=10)
         client = self.connect_client("c1", 5, properties=Properties(session_expiry_interval=100))
@@ -165,7 +165,7 @@ class ConnAckTests(BrokerTestCase):
         props = client.connack.properties
         self.assertEqual(props.maximum_packet_size, 5000)
         self.assertEqual(props.topic_alias_maximum, 10)
-        self.assertEqual(props.shared_subscription_available, 0)
+        self.assertIsNone(props.shared_subscription_available)
         self.assertIsNone(props.session_expiry_interval)
         self.assertIsNone(props.receive_maximum)
 
@@ -318,11 +318,12 @@ class QoSTests(BrokerTestCase):
     def test_v5_pubrel_for_unknown_identifier(self) -> None:
         """
         If a 5.0 client sends PUBREL for an unknown packet identifier, the
-        broker answers PUBCOMP 0x92 (Packet Identifier not found).
+        broker answers PUBCOMP 0x92 (Packet Identifier not found), with a
+        Reason String (section 3.7.2.2.2).
         """
         pub = self.connect_client("pub", 5)
         pub.send(PubRel(77))
-        self.assertEqual(pub.received(), [PubComp(77, 0x92)])
+        self.assertEqual(pub.received(), [PubComp(77, 0x92, Properties(reason_string="packet identifier not found"))])
 
     def test_outbound_qos2_flow(self) -> None:
         """
@@ -894,10 +895,11 @@ class SubscriptionTests(BrokerTestCase):
 
     def test_shared_subscription_refused(self) -> None:
         """
-        If a client subscribes to C{$share/...}, which this release does not
-        support, SUBACK says 0x9E (5.0, Shared Subscriptions not supported)
+        If a client subscribes to C{$share/...} while C{shared_subscriptions}
+        is off, SUBACK says 0x9E (5.0, Shared Subscriptions not supported)
         or 0x80 (3.1.1).
         """
+        self.use_config(shared_subscriptions=False)
         v5 = self.connect_client("c5", 5)
         self.assertEqual(v5.subscribe("$share/g/t").reason_codes, (0x9E,))
         v3 = self.connect_client("c3", 4)
