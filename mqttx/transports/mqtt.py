@@ -16,13 +16,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mqttx.broker.auth import EnhancedAuthentication
 from mqttx.broker.broker import Broker
 from mqttx.broker.session import Session
+from mqttx.mqtt.aliases import OutboundTopicAliases
 from mqttx.mqtt.codec import encode
-from mqttx.mqtt.connection import Connection
+from mqttx.mqtt.connection import AuthPhase, Connection
 from mqttx.mqtt.errors import MalformedPacket
 from mqttx.mqtt.packet_type import PacketType, ProtocolVersion
-from mqttx.mqtt.packets import ConnAck, Connect, Disconnect, Packet
+from mqttx.mqtt.packets import Auth, ConnAck, Connect, Disconnect, Packet
+from mqttx.mqtt.properties import Properties
 from mqttx.mqtt.reason_codes import ConnackReturnCode, ReasonCode
 
 #: Seconds a new connection has to send CONNECT.
@@ -52,6 +55,11 @@ class MQTTServerProtocol(Protocol):
     @ivar protocol_level: the client's MQTT version, once CONNECT arrived.
     @ivar max_packet_size: the largest packet the client accepts.
     @ivar paused: whether the transport cannot take more bytes now.
+    @ivar authentication: the MQTT 5 enhanced authentication of the
+        connection, which the broker sets if the CONNECT named a method it
+        offers; AUTH packets go to it.
+    @ivar topic_aliases: the outbound topic aliases of an MQTT 5 client that
+        takes them, once CONNECT arrived; else C{None}.
     """
 
     log = Logger()
@@ -63,6 +71,7 @@ class MQTTServerProtocol(Protocol):
         self.protocol_level: int = ProtocolVersion.MQTT_3_1_1
         self.max_packet_size = 0
         self.paused = False
+        self.topic_aliases: OutboundTopicAliases | None = None
         self._clock = clock
         self._session: Session | None = None
         self._backlog: list[Packet] | None = None
@@ -72,11 +81,14 @@ class MQTTServerProtocol(Protocol):
         self._lost = False
         self._closing = False
         self._reading_paused = False
+        self.authentication: EnhancedAuthentication | None = None
         config = broker.config
         self._conn = Connection(
             max_packet_size=config.max_packet_size,
             receive_maximum=config.receive_maximum,
             topic_alias_maximum=config.topic_alias_maximum,
+            maximum_qos=config.maximum_qos,
+            subscription_identifiers=config.subscription_identifiers,
         )
 
     # Twisted's side.
@@ -109,6 +121,11 @@ class MQTTServerProtocol(Protocol):
             return
         try:
             for packet in packets:
+                if self._closing:
+                    # A packet before closed the connection (a DISCONNECT
+                    # with an error code, say): what follows it is not acted
+                    # on. (mypy keeps the narrowing of the check above.)
+                    break  # type: ignore[unreachable]
                 _HANDLERS[packet.type](self.broker, session, packet)
         except Exception:
             self.log.failure(
@@ -124,6 +141,8 @@ class MQTTServerProtocol(Protocol):
                 call.cancel()
         self._timer = self._abort_call = None
         self._closing = True
+        if self.authentication is not None:
+            self.authentication.abandon()
         session = self._session
         if session is not None:
             self._session = None
@@ -167,6 +186,30 @@ class MQTTServerProtocol(Protocol):
         """Replace the client's keep-alive with the Server Keep Alive."""
         self._conn.keep_alive = seconds
 
+    def challenge(self, packet: Auth) -> None:
+        """
+        Send AUTH 0x18 (Continue authentication). During the CONNECT's
+        exchange, read the client's answer: reading is paused while the
+        authentication method works on a step, as while the broker decides
+        on a CONNECT.
+        """
+        backlog = self._backlog
+        if backlog is None or self._closing:
+            # A re-authentication: the client's traffic flows anyway.
+            self.send(packet)
+            return
+        try:
+            self._conn.check_challenge()
+        except MalformedPacket as e:
+            self._protocol_error(e)
+            return
+        if backlog:
+            # Only a DISCONNECT can be waiting: the client gave up.
+            self.close(ReasonCode.SUCCESS)
+            return
+        self.send(packet)
+        self._update_reading()
+
     def close(self, reason_code: int, reason_string: str | None = None) -> Deferred[None]:
         """
         Close the connection: MQTT 5 clients get DISCONNECT with
@@ -184,6 +227,9 @@ class MQTTServerProtocol(Protocol):
         self._closing = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
+        if self.authentication is not None:
+            # Nothing more of an exchange in progress is sent.
+            self.authentication.abandon()
         data = self._conn.disconnect(reason_code, reason_string)
         if data:
             self.transport.write(data)
@@ -199,7 +245,11 @@ class MQTTServerProtocol(Protocol):
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
     def _update_reading(self) -> None:
-        want_paused = self.paused or self._backlog is not None
+        # Before CONNACK, the client is read only when an enhanced
+        # authentication waits for its AUTH.
+        want_paused = self.paused or (
+            self._backlog is not None and self._conn.auth_phase is not AuthPhase.CLIENT
+        )
         if want_paused == self._reading_paused or self.transport is None:
             return
         self._reading_paused = want_paused
@@ -211,7 +261,10 @@ class MQTTServerProtocol(Protocol):
 
     def _before_admission(self, packets: list[Packet]) -> None:
         if self._backlog is not None:
-            self._backlog.extend(packets)
+            if self.authentication is None:
+                self._backlog.extend(packets)
+            else:
+                self._during_authentication(packets)
             return
         if not packets:
             return
@@ -220,11 +273,49 @@ class MQTTServerProtocol(Protocol):
         self._backlog = packets[1:]
         self.protocol_level = connect.protocol_level
         self.max_packet_size = self._conn.client_maximum_packet_size
+        self.topic_aliases = self._conn.outbound_aliases
         self._update_reading()
         # The CONNECT timer keeps running until the broker has decided, so an
         # authenticator that never answers cannot hold the connection open.
         d = self.broker.connect(self, connect)
         d.addCallbacks(self._admitted, self._connect_failed)
+
+    def _during_authentication(self, packets: list[Packet]) -> None:
+        """
+        Packets that arrive during the enhanced authentication of the
+        CONNECT (MQTT 5 section 4.12), which the connection let through:
+        AUTH goes to the exchange; a DISCONNECT while the exchange waits for
+        the client ends the connection; other packets (and a DISCONNECT
+        while the method works) wait for CONNACK, like packets behind a
+        CONNECT.
+        """
+        for index, packet in enumerate(packets):
+            backlog = self._backlog
+            if backlog is None or self._closing:
+                # The AUTH before ended the exchange: admitted or refused.
+                if self._session is not None and not self._closing:
+                    self._handle_packets(self._session, packets[index:])
+                return
+            kind = packet.type
+            if kind is PacketType.AUTH and self.authentication is not None:
+                assert isinstance(packet, Auth)
+                self.authentication.receive(packet)
+                self._update_reading()
+            elif kind is PacketType.DISCONNECT and self._conn.auth_phase is AuthPhase.CLIENT:
+                self.close(ReasonCode.SUCCESS)
+                return
+            else:
+                backlog.append(packet)
+
+    def _handle_packets(self, session: Session, packets: list[Packet]) -> None:
+        try:
+            for packet in packets:
+                if self._closing:
+                    break
+                _HANDLERS[packet.type](self.broker, session, packet)
+        except Exception:
+            self.log.failure("failed handling a packet", event_id="broker.error")
+            self.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
 
     def _admitted(self, session: Session | None) -> None:
         backlog = self._backlog or []
@@ -248,6 +339,8 @@ class MQTTServerProtocol(Protocol):
             # Packets the client sent right behind CONNECT.
             try:
                 for packet in backlog:
+                    if self._closing:
+                        break
                     _HANDLERS[packet.type](self.broker, session, packet)
             except Exception:
                 self.log.failure("failed handling a packet", event_id="broker.error")
@@ -306,8 +399,10 @@ class MQTTServerProtocol(Protocol):
             error=str(error),
             event_id="codec.malformed",
         )
-        if self._session is None and self._backlog is None:
-            # [MQTT-4.13.1-1] Before CONNACK, refuse with CONNACK.
+        if self._session is None and (self._backlog is None or self.authentication is not None):
+            # [MQTT-4.13.1-1] Before CONNACK, refuse with CONNACK; during an
+            # enhanced authentication too [MQTT-4.12.0-4], as closing the
+            # connection abandons the exchange: no other CONNACK follows.
             self._refuse_connect(error)
         self.close(error.reason_code, error.detail)
 
@@ -316,7 +411,8 @@ class MQTTServerProtocol(Protocol):
         if level is None or self.transport is None:
             return
         if level == ProtocolVersion.MQTT_5:
-            self.transport.write(encode(ConnAck(False, error.reason_code), ProtocolVersion.MQTT_5))
+            refusal = ConnAck(False, error.reason_code, Properties(reason_string=error.detail))
+            self.transport.write(encode(refusal, ProtocolVersion.MQTT_5))
         elif error.reason_code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION:
             # [MQTT-3.1.2-2] 3.1.1 answers an unknown level with 0x01 (a
             # 3.1.1-format CONNACK, which is what 3.1 clients also read).
@@ -334,11 +430,15 @@ def _pingreq(broker: Broker, session: Session, packet: Packet) -> None:
     broker.pingreq(session)
 
 
-def _auth(broker: Broker, session: Session, packet: Packet) -> None:
-    # MQTT 5 section 4.12: AUTH only follows a CONNECT with an Authentication
-    # Method, and mqttx refuses those with 0x8C.
-    if session.link is not None:
-        session.link.close(ReasonCode.PROTOCOL_ERROR, "AUTH without an authentication method")
+def _auth(broker: Broker, session: Session, packet: Auth) -> None:
+    # MQTT 5 section 4.12.1: after CONNACK, AUTH 0x19 starts a
+    # re-authentication and AUTH 0x18 answers its challenges (the connection
+    # checked which is allowed when).
+    link = session.link
+    if isinstance(link, MQTTServerProtocol) and link.authentication is not None:
+        link.authentication.receive(packet)
+    elif link is not None:
+        link.close(ReasonCode.PROTOCOL_ERROR, "AUTH without an authentication method")
 
 
 _HANDLERS: dict[PacketType, Callable[[Broker, Session, Any], None]] = {
