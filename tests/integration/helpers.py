@@ -56,6 +56,7 @@ from twisted.trial.unittest import FailTest, TestCase
 
 from mqttx.broker.broker import Broker
 from mqttx.config import MQTTConfig
+from mqttx.interfaces import IAuthenticationMethod
 from mqttx.mqtt.codec import Decoder, encode
 from mqttx.mqtt.errors import MalformedPacket
 from mqttx.mqtt.packets import ConnAck, Connect, Packet, Publish, Will
@@ -277,18 +278,26 @@ class RunningBroker:
         await gone
 
 
-async def start_broker(case: TestCase, store: MemoryStore | None = None, **overrides: Any) -> RunningBroker:
+async def start_broker(
+    case: TestCase,
+    store: MemoryStore | None = None,
+    *,
+    authentication_methods: Sequence[IAuthenticationMethod] = (),
+    **overrides: Any,
+) -> RunningBroker:
     """
     Start a broker with an in-memory store and a listener on
     C{tcp:0:interface=127.0.0.1}; it is stopped at test cleanup (see
     L{RunningBroker.stop}).
 
     @param store: the store to load, to restart a broker; a new one by default.
+    @param authentication_methods: the MQTT 5 enhanced authentication
+        methods the broker offers.
     @param overrides: L{MQTTConfig} fields to change from their defaults.
     """
     config = replace(MQTTConfig(), **overrides)
     store = MemoryStore() if store is None else store
-    broker = Broker(config, clock=reactor, store=store)
+    broker = Broker(config, clock=reactor, store=store, authentication_methods=authentication_methods)
     await broker.start()
     factory = _TrackingFactory(broker, reactor)
     listening: IListeningPort = await serverFromString(
@@ -371,6 +380,8 @@ class PahoClient:
 
     @ivar messages: every PUBLISH received, in order.
     @ivar disconnects: every loss of the connection.
+    @ivar connect_properties: further MQTT 5 CONNECT properties, by their
+        paho names (C{TopicAliasMaximum=5}, C{RequestResponseInformation=1}).
     """
 
     def __init__(
@@ -384,8 +395,10 @@ class PahoClient:
         keepalive: int = 60,
         session_expiry: int | None = None,
         will: WillSpec | None = None,
+        connect_properties: dict[str, Any] | None = None,
     ) -> None:
         self.port = port
+        self.connect_properties = dict(connect_properties or {})
         self.version = version
         self.clean = clean
         self.keepalive = keepalive
@@ -462,6 +475,8 @@ class PahoClient:
             props = PahoProperties(PacketTypes.CONNECT)
             if self.session_expiry is not None:
                 props.SessionExpiryInterval = self.session_expiry
+            for name, value in self.connect_properties.items():
+                setattr(props, name, value)
             self.client.connect(HOST, self.port, self.keepalive, clean_start=clean_start, properties=props)
         else:
             self.client.connect(HOST, self.port, self.keepalive)
