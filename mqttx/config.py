@@ -146,7 +146,9 @@ class MQTTConfig:
     @ivar retain_available: whether retained messages are supported.
     @ivar shared_subscriptions: whether C{$share/...} filters are supported.
     @ivar topic_alias_maximum: the inbound topic aliases an MQTT 5 client may
-        use; 0 disables them.
+        use, and the most the broker uses on the PUBLISH it sends a client
+        (never more than the client's own Topic Alias Maximum); 0 disables
+        them both ways.
     @ivar keepalive_max: the cap, in seconds, on a client's keep alive; 0
         accepts what the client asks for.
     @ivar maximum_qos: the highest QoS clients may publish and subscribe
