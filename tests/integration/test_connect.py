@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 
 from mqttx.mqtt.packets import ConnAck, Disconnect, PingReq, PingResp
+from mqttx.mqtt.properties import Properties
 
 from .helpers import (
     V5,
@@ -179,7 +180,7 @@ class KeepAliveTestsMixin(MixinBase):
         self.assertTrue(1.2 <= elapsed <= 2.5, f"dropped after {elapsed:.2f}s, not ~1.5s")
         packets = client.packets.take_all()
         if self.version == V5:
-            self.assertEqual(packets, [Disconnect(0x8D)])
+            self.assertEqual(packets, [Disconnect(0x8D, Properties(reason_string="keep alive timeout"))])
         else:
             self.assertEqual(packets, [])
 

@@ -67,7 +67,7 @@ class KeepAliveTests(BrokerTestCase):
         self.clock.advance(5.9)
         self.assertFalse(client.disconnecting)
         self.clock.advance(0.1)
-        self.assertEqual(client.received(), [Disconnect(0x8D)])
+        self.assertEqual(client.received(), [Disconnect(0x8D, Properties(reason_string="keep alive timeout"))])
         self.assertTrue(client.disconnecting)
 
     def test_any_packet_resets_the_deadline(self) -> None:
@@ -136,7 +136,7 @@ class KeepAliveTests(BrokerTestCase):
         self.assertFalse(client.disconnecting)
         self.clock.advance(0.1)
         self.assertTrue(client.disconnecting)
-        self.assertEqual(client.received(), [Disconnect(0x8D)])
+        self.assertEqual(client.received(), [Disconnect(0x8D, Properties(reason_string="keep alive timeout"))])
 
     def test_v5_server_keep_alive_replaces_zero(self) -> None:
         """
@@ -407,15 +407,16 @@ class MalformedInputTests(BrokerTestCase):
     def test_malformed_v5_connect_refused_with_connack(self) -> None:
         """
         If a 5.0 CONNECT is malformed (reserved flag set), the broker answers
-        CONNACK with 0x81 and closes, without DISCONNECT [MQTT-3.1.2-3]
-        [MQTT-3.14.0-1].
+        CONNACK with 0x81, saying why in its Reason String, and closes,
+        without DISCONNECT [MQTT-3.1.2-3] [MQTT-3.14.0-1].
         """
         data = bytearray(encode(Connect("c1", 5), 5))
         self.assertEqual(data[2:9], b"\x00\x04MQTT\x05")
         data[9] |= 0x01
         client = self.open_connection(5)
         client.send_bytes(bytes(data))
-        self.assertEqual(client.received(), [ConnAck(False, 0x81)])
+        why = Properties(reason_string="CONNECT reserved flag is set [MQTT-3.1.2-3]")
+        self.assertEqual(client.received(), [ConnAck(False, 0x81, why)])
         self.assertTrue(client.disconnecting)
 
     def test_auth_without_method_is_protocol_error(self) -> None:
