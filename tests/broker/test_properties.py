@@ -306,9 +306,9 @@ class PassThroughTests(BrokerTestCase):
 
     def test_will(self) -> None:
         """
-        A will's properties reach subscribers as sent [MQTT-3.1.3-9]
-        (section 3.1.3.2), without its Will Delay Interval, which is the
-        will's and not the message's; live and queued.
+        A will's properties reach subscribers as sent (section 3.1.3.2),
+        user properties in order [MQTT-3.1.3-10], without its Will Delay
+        Interval, which is the will's and not the message's; live and queued.
         """
         self.offline("queued", 5)
         live = self.connect_client("live", 5)
