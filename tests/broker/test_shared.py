@@ -142,7 +142,8 @@ class SharedSubscribeTests(BrokerTestCase):
     def test_malformed_filter_after_share_closes(self) -> None:
         """
         If the filter after a valid ShareName is malformed, that is a
-        malformed filter as anywhere else [MQTT-4.7.1-2]: DISCONNECT 0x81.
+        malformed filter as anywhere else (5.0 [MQTT-4.7.1-1]): DISCONNECT
+        0x81.
         """
         client = self.connect_client("c1", 5)
         client.send(Subscribe(1, (Subscription("$share/g/a/#/b", 0),)))
@@ -178,8 +179,8 @@ class SharedSubscribeTests(BrokerTestCase):
     def test_resubscribe_replaces_membership(self) -> None:
         """
         If a member subscribes to the same shared filter again, the new
-        subscription replaces the old one [MQTT-3.8.4-3]: still one member,
-        at the new QoS.
+        subscription replaces the old one, as for a non-shared one (section
+        3.8.4): still one member, at the new QoS.
         """
         sub = self.connect_client("sub", 4)
         sub.subscribe("$share/g/t", qos=0)
