@@ -216,9 +216,8 @@ class Session:
         sub_ids: tuple[int, ...],
         frames: FrameCache,
     ) -> tuple[bytes, int] | None:
-        aliases = link.topic_aliases
-        if aliases is not None:
-            return self._aliased_frame(link, aliases, message, qos, retain, sub_ids, frames, False)
+        if link.topic_aliases is not None:
+            return self._aliased_frame(link, link.topic_aliases, message, qos, retain, sub_ids, frames, False)
         level = link.protocol_level
         key = (level, qos, retain, sub_ids)
         frame = frames.get(key)

@@ -452,10 +452,6 @@ class Connection:
     def _check_publish(self, publish: Publish) -> Publish:
         if self.state is State.AWAITING_CONNECT and self.protocol_level is None:
             self._fail(ReasonCode.PROTOCOL_ERROR, "PUBLISH before CONNECT")
-        if publish.qos > self._maximum_qos:
-            # [MQTT-3.2.2-11] Above the Maximum QoS of the CONNACK: DISCONNECT
-            # 0x9B (MQTT 5 section 3.3.1.2); 3.1.1 can only close.
-            self._fail(ReasonCode.QOS_NOT_SUPPORTED, f"QoS {publish.qos} is above the maximum {self._maximum_qos}")
         props = publish.properties
         if props is not NO_PROPERTIES:
             if props.subscription_identifier:
@@ -464,14 +460,22 @@ class Connection:
             alias = props.topic_alias
             if alias is not None:
                 publish = self._resolve_alias(publish, alias)
-        if publish.qos and self.protocol_level == ProtocolVersion.MQTT_5:
-            pid = publish.packet_id
-            unacked = self._unacknowledged
-            if pid not in unacked:
-                if len(unacked) >= self._receive_maximum:
-                    # [MQTT-3.3.4-7] The client exceeded our Receive Maximum.
-                    self._fail(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded")
-                unacked.add(pid)  # type: ignore[arg-type]
+        if publish.qos:
+            # (QoS 0 is never above the maximum: it costs nothing more.)
+            if publish.qos > self._maximum_qos:
+                # [MQTT-3.2.2-11] Above the Maximum QoS of the CONNACK:
+                # DISCONNECT 0x9B (MQTT 5 section 3.3.1.2); 3.1.1 can only close.
+                self._fail(
+                    ReasonCode.QOS_NOT_SUPPORTED, f"QoS {publish.qos} is above the maximum {self._maximum_qos}"
+                )
+            if self.protocol_level == ProtocolVersion.MQTT_5:
+                pid = publish.packet_id
+                unacked = self._unacknowledged
+                if pid not in unacked:
+                    if len(unacked) >= self._receive_maximum:
+                        # [MQTT-3.3.4-7] The client exceeded our Receive Maximum.
+                        self._fail(ReasonCode.RECEIVE_MAXIMUM_EXCEEDED, "receive maximum exceeded")
+                    unacked.add(pid)  # type: ignore[arg-type]
         return publish
 
     def _resolve_alias(self, publish: Publish, alias: int) -> Publish:
