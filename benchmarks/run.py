@@ -59,6 +59,7 @@ from benchmarks.scenarios import (
     select,
 )
 from benchmarks.summary import (
+    brokers_in,
     checks_table,
     default_ratios,
     format_value,
@@ -95,6 +96,7 @@ class Options:
     out: Path | None
     jsonl: Path | None
     ratios: tuple[tuple[str, str], ...]
+    ratio_texts: tuple[str, ...]
     tolerate: frozenset[tuple[str, str]]
     summarize: tuple[Path, ...]
     list_scenarios: bool
@@ -235,10 +237,13 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         )
         if timing.duration <= 0 or timing.warmup < 0 or timing.drain < 0:
             parser.error("--duration must be positive, --warmup and --drain not negative")
-    try:
-        ratios = tuple(parse_ratio(r, names) for r in a.ratio) or tuple(default_ratios(names))
-    except ValueError as e:
-        parser.error(str(e))
+    ratios: tuple[tuple[str, str], ...] = ()
+    if not a.summarize:
+        # With --summarize the brokers come from the saved runs: checked then.
+        try:
+            ratios = tuple(parse_ratio(r, names) for r in a.ratio) or tuple(default_ratios(names))
+        except ValueError as e:
+            parser.error(str(e))
     tolerate = set()
     for t in a.tolerate:
         scen, sep, kind = t.partition(":")
@@ -266,6 +271,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         out=a.out,
         jsonl=a.jsonl,
         ratios=ratios,
+        ratio_texts=tuple(a.ratio),
         tolerate=frozenset(tolerate),
         summarize=tuple(a.summarize),
         list_scenarios=a.list,
@@ -412,6 +418,7 @@ def run_once(
         "error": None,
         "problems": [],
         "notes": [],
+        "note_kinds": [],
         "metrics": {},
     }
     if spec.kind == "mqttx" and spec.checkout is not None:
@@ -465,7 +472,7 @@ def run_once(
     kept = []
     for p in problems:
         if (scenario.name, p.kind) in opts.tolerate:
-            notes.append(Finding(p.kind, f"tolerated: {p.text}"))
+            notes.append(Finding(f"tolerated {p.kind}", f"tolerated: {p.text}"))
         else:
             kept.append(p)
     if opts.pin and pin_prefix(opts.broker_cpu, True):
@@ -474,18 +481,24 @@ def run_once(
             notes.append(Finding("contention", disturbed))
     record["problems"] = [p.text for p in kept]
     record["notes"] = [n.text for n in notes]
+    record["note_kinds"] = [n.kind for n in notes]
     record["ok"] = not kept
     record["metrics"] = extract_metrics(scenario, raw)
     record["raw"] = raw
     return record
 
 
-def summary_text(records: list[dict[str, Any]], opts: Options | None) -> str:
+def summary_text(
+    records: list[dict[str, Any]],
+    brokers: Sequence[str] | None = None,
+    ratios: Sequence[tuple[str, str]] | None = None,
+) -> str:
     """
     The summary printed at the end: a heading, the figures and the checks.
+
+    @param brokers: column order (default: as the records name them).
+    @param ratios: ratio columns (default: every broker over the first).
     """
-    brokers = [b.name for b in opts.brokers] if opts else None
-    ratios = list(opts.ratios) if opts else None
     generators = sorted({str(r.get("generator")) for r in records})
     levels = sorted({str(r.get("mqtt")) for r in records})
     rounds = max((int(r.get("round") or 0) for r in records), default=0)
@@ -528,7 +541,13 @@ def main(
         saved: list[dict[str, Any]] = []
         for path in opts.summarize:
             saved += load_records(path.read_text().splitlines())
-        print(summary_text(saved, None), file=out)
+        names = brokers_in(saved)
+        try:
+            ratios = [parse_ratio(r, names) for r in opts.ratio_texts] or None
+        except ValueError as e:
+            print(f"benchmarks: {e}", file=err)
+            return 2
+        print(summary_text(saved, names, ratios), file=out)
         return 0
     try:
         generator = find_generator(opts.generator, opts.mqload, python=sys.executable)
@@ -538,9 +557,9 @@ def main(
     raise_fd_limit()
     workdir = opts.out or Path(tempfile.mkdtemp(prefix="mqttx-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    names = ", ".join(b.name for b in opts.brokers)
+    listed = ", ".join(b.name for b in opts.brokers)
     print(
-        f"benchmarks: generator {generator.name}, brokers {names}, "
+        f"benchmarks: generator {generator.name}, brokers {listed}, "
         f"{opts.rounds} round(s), MQTT level {opts.mqtt}, "
         f"pinning {'on' if pin_prefix('0', opts.pin) else 'off'}, "
         f"{platform.node()}, logs in {workdir}",
@@ -561,7 +580,7 @@ def main(
                         f.write(line + "\n")
                 where = f"[{scenario.name} {round_}/{opts.rounds}] {spec.name}"
                 print(f"{where}: {describe(scenario, record)}", file=err, flush=True)
-    print(summary_text(records, opts), file=out, flush=True)
+    print(summary_text(records, [b.name for b in opts.brokers], opts.ratios), file=out, flush=True)
     failed = [r for r in records if r.get("error") or (opts.strict and not r.get("ok"))]
     print(
         f"benchmarks: {len(records) - len(failed)} runs ok, {len(failed)} failed, "

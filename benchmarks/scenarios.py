@@ -351,7 +351,7 @@ def check(scenario: Scenario, raw: Mapping[str, Any]) -> tuple[list[Finding], li
         if scenario.capped:
             problems.append(Finding("lost", text))
         else:
-            notes.append(Finding("lost", f"{text} (open loop: backlog or dropped)"))
+            notes.append(Finding("undelivered", f"{text} (open loop: backlog or dropped)"))
     if dup and (scenario.capped or scenario.qos > 0):
         problems.append(Finding("dup", f"{dup} duplicates"))
     if not raw.get("unique"):

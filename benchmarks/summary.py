@@ -15,6 +15,7 @@ from benchmarks.scenarios import SCENARIOS, Metric, Scenario
 
 __all__ = [
     "Stats",
+    "brokers_in",
     "checks_table",
     "default_ratios",
     "format_ratio",
@@ -189,15 +190,24 @@ def _check_cell(runs: Sequence[Mapping[str, Any]]) -> str:
     if not runs:
         return "–"
     bad = [r for r in runs if r.get("error") or r.get("problems")]
-    notes = sorted({str(n) for r in runs for n in (r.get("notes") or [])})
     if not bad:
         cell = "ok" if len(runs) == 1 else f"ok ({len(runs)}/{len(runs)})"
     else:
         first = bad[0]
         why = str(first.get("error") or "; ".join(str(p) for p in first.get("problems") or []))
         cell = f"{len(bad)}/{len(runs)} failed: {why}"
+    if len(runs) == 1:
+        notes = [str(n) for n in runs[0].get("notes") or []]
+    else:
+        # Several runs: how many runs had each kind of note.
+        counts: dict[str, int] = {}
+        for r in runs:
+            kinds = r.get("note_kinds") or ["note"] * len(r.get("notes") or [])
+            for kind in dict.fromkeys(str(k) for k in kinds):
+                counts[kind] = counts.get(kind, 0) + 1
+        notes = [f"{kind} {n}/{len(runs)}" for kind, n in counts.items()]
     if notes:
-        cell += " [" + "; ".join(notes) + "]"
+        cell += "; notes: " + "; ".join(notes)
     return cell.replace("|", "/").replace("\n", " ")
 
 
@@ -205,7 +215,8 @@ def checks_table(records: Sequence[Mapping[str, Any]], brokers: Sequence[str] | 
     """
     The Markdown table of correctness checks: per scenario and broker, how
     many runs failed and the first failure, plus notes (tolerated problems,
-    open-loop losses).
+    open-loop losses, CPU contention): their text for a single run, else in
+    how many runs each kind occurred.
     """
     brokers = list(brokers) if brokers else brokers_in(records)
     groups = _group(records)

@@ -513,7 +513,7 @@ class ScenarioTests(SynchronousTestCase):
         for name in ("flood", "flood-q1"):
             problems, notes = check(scenario(name), pubsub(lost=10, expected=20))
             self.assertEqual(problems, [])
-            self.assertEqual([n.kind for n in notes], ["lost"])
+            self.assertEqual([n.kind for n in notes], ["undelivered"])
 
     def test_duplicates(self) -> None:
         """
@@ -640,7 +640,8 @@ class SummaryTests(SynchronousTestCase):
 
     def test_checks_table(self) -> None:
         """
-        The checks table counts failed runs and shows notes.
+        The checks table counts failed runs and shows the first failure; a
+        single run's notes are shown as they are.
         """
         records = [
             record("S6", "mqttx") | {"ok": False, "problems": ["lost 6 of 900"]},
@@ -649,7 +650,22 @@ class SummaryTests(SynchronousTestCase):
         ]
         self.assertEqual(
             checks_table(records).splitlines()[2],
-            "| S6 | 1/2 failed: lost 6 of 900 | ok [tolerated: lost 1 of 2] |",
+            "| S6 | 1/2 failed: lost 6 of 900 | ok; notes: tolerated: lost 1 of 2 |",
+        )
+
+    def test_checks_table_counts_note_kinds(self) -> None:
+        """
+        Over several runs, notes are counted by kind.
+        """
+        lost = {"notes": ["lost 5 of 9", "CPU 1 busy"], "note_kinds": ["lost", "contention"]}
+        records = [
+            record("flood", "a") | lost,
+            record("flood", "a") | {"notes": ["lost 4 of 9"], "note_kinds": ["lost"]},
+            record("flood", "a"),
+        ]
+        self.assertEqual(
+            checks_table(records).splitlines()[2],
+            "| flood | ok (3/3); notes: lost 2/3; contention 1/3 |",
         )
 
     def test_load_records(self) -> None:
@@ -662,7 +678,7 @@ class SummaryTests(SynchronousTestCase):
     def test_summarize_saved_runs(self) -> None:
         """
         C{--summarize FILE} prints the summary of saved JSON lines and runs
-        nothing.
+        nothing; C{--ratio} names brokers of the saved runs.
         """
         path = Path(self.mktemp())
         path.write_text(
@@ -676,6 +692,13 @@ class SummaryTests(SynchronousTestCase):
         text = out.getvalue()
         self.assertIn("2 runs, 1 round(s), generator mqload", text)
         self.assertIn("| S1 | msg/s | higher | 2 | 3 | 1.50 |", text)
+        out = io.StringIO()
+        self.assertEqual(main(["--summarize", str(path), "--ratio", "a/b"], out=out), 0)
+        self.assertIn("| scenario | figure | better | a | b | a/b |", out.getvalue())
+        self.assertIn("| S1 | msg/s | higher | 2 | 3 | 0.67 |", out.getvalue())
+        err = io.StringIO()
+        self.assertEqual(main(["--summarize", str(path), "--ratio", "a/c"], err=err), 2)
+        self.assertIn("'c' is not one of a, b", err.getvalue())
 
     def test_list(self) -> None:
         """
