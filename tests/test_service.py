@@ -5,6 +5,7 @@ Tests for L{mqttx.service}.
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import signal
@@ -38,6 +39,7 @@ from mqttx.service import (
     build_components,
     make_log_observer,
     makeService,
+    tune_gc,
 )
 from mqttx.store.memory import MemoryStore
 from mqttx.transports.mqtt import MQTTServerFactory
@@ -619,3 +621,21 @@ class BuildComponentsTests(SynchronousTestCase):
         assert isinstance(factory, MQTTServerFactory)
         self.assertIs(factory.broker, broker)
         self.assertEqual(factory.listener, "second")
+
+
+class GarbageCollectorTests(SynchronousTestCase):
+    """
+    L{tune_gc} sets the collector up for a broker's allocation pattern.
+    """
+
+    def test_tune_gc(self) -> None:
+        """
+        The youngest generation is collected less often and the objects that
+        exist at start-up are frozen out of collections.
+        """
+        thresholds = gc.get_threshold()
+        self.addCleanup(gc.set_threshold, *thresholds)
+        self.addCleanup(gc.unfreeze)
+        tune_gc()
+        self.assertEqual(gc.get_threshold()[0], 50_000)
+        self.assertGreater(gc.get_freeze_count(), 0)

@@ -16,7 +16,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 
 from mqttx.mqtt.aliases import OutboundTopicAliases
-from mqttx.mqtt.codec import encode, encode_publish_frame
+from mqttx.mqtt.codec import encode, encode_publish_frame, publish_frame
 from mqttx.mqtt.packet_type import ProtocolVersion
 from mqttx.mqtt.packets import Packet, Publish, PubRel
 from mqttx.mqtt.properties import NO_PROPERTIES, Properties
@@ -28,6 +28,11 @@ if TYPE_CHECKING:
     from mqttx.interfaces import IStore
 
 
+#: Bytes of QoS 0 messages a paused client may still be written before
+#: it is treated as a slow consumer (DESIGN.md).
+SLOW_CONSUMER_BYTES = 1 << 20
+
+
 class SessionLink(Protocol):
     """What a session needs of the connection it is attached to."""
 
@@ -36,6 +41,8 @@ class SessionLink(Protocol):
     max_packet_size: int
     #: True while the client's transport cannot take more bytes.
     paused: bool
+    #: QoS 0 bytes written since the transport paused; see L{Session.deliver}.
+    paused_bytes: int
     #: The topic aliases of this connection's outbound PUBLISH, or C{None}
     #: if the client takes none (then frames are shared across sessions).
     topic_aliases: OutboundTopicAliases | None
@@ -184,12 +191,24 @@ class Session:
         """
         link = self.link
         if qos == 0:
-            if link is None or link.paused:
+            if link is None:
                 self._counters.dropped_qos0 += 1
                 return
             frame = self._frame(link, message, 0, retain, sub_ids, frames)
             if frame is not None:
-                link.write(frame[0])
+                data = frame[0]
+                if link.paused:
+                    # A paused transport holds a megabyte already; the client
+                    # is a slow consumer once it also holds another megabyte
+                    # and eight messages of this size, then QoS 0 is dropped.
+                    # (The second bound keeps large messages to a reader
+                    # that keeps up from being dropped in every burst.)
+                    backlog = link.paused_bytes + len(data)
+                    if backlog > SLOW_CONSUMER_BYTES and backlog > 8 * len(data):
+                        self._counters.dropped_qos0 += 1
+                        return
+                    link.paused_bytes = backlog
+                link.write(data)
                 self._counters.delivered += 1
             return
         self._seq += 1
@@ -222,16 +241,13 @@ class Session:
         key = (level, qos, retain, sub_ids)
         frame = frames.get(key)
         if frame is None:
-            frame = frames[key] = encode_publish_frame(
-                Publish(
-                    message.topic,
-                    message.payload,
-                    qos,
-                    retain,
-                    False,
-                    1 if qos else None,
-                    self._properties(level, message, sub_ids),
-                ),
+            frame = frames[key] = publish_frame(
+                message.topic,
+                message.payload,
+                qos,
+                retain,
+                False,
+                NO_PROPERTIES if level != 5 else self._properties(level, message, sub_ids),
                 level,
             )
         if len(frame[0]) > link.max_packet_size:

@@ -22,7 +22,9 @@ class SubscriptionEntry:
     subscription_id: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# Delivery records are created for every QoS 1/2 delivery: not frozen, so
+# that __init__ is plain attribute stores (see Message). Never modified.
+@dataclass(slots=True)
 class Delivery:
     """
     A message on its way to one session, at the QoS and RETAIN flag that
@@ -38,7 +40,7 @@ class Delivery:
     subscription_ids: tuple[int, ...] = ()
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SharedDelivery(Delivery):
     """
     A L{Delivery} of a message of a shared subscription.
@@ -54,7 +56,7 @@ class SharedDelivery(Delivery):
     group: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class InflightEntry:
     """
     An outbound QoS 1/2 PUBLISH sent and not yet completed.

@@ -85,28 +85,50 @@ def encode_publish_frame(packet: Publish, protocol_level: int) -> tuple[bytes, i
     @raise ValueError: if the topic is too long or a property may not be sent
         in a PUBLISH.
     """
-    topic = packet.topic.encode("utf-8")
+    return publish_frame(
+        packet.topic,
+        packet.payload,
+        packet.qos,
+        packet.retain,
+        packet.dup,
+        packet.properties,
+        protocol_level,
+        packet.packet_id or 0,
+    )
+
+
+def publish_frame(
+    topic_name: str,
+    payload: bytes,
+    qos: int,
+    retain: bool,
+    dup: bool,
+    properties: Properties,
+    protocol_level: int,
+    packet_id: int = 0,
+) -> tuple[bytes, int]:
+    """
+    L{encode_publish_frame} from the fields of a PUBLISH, for the broker's
+    hot path, which then need not build a L{Publish} per delivery shape.
+    """
+    topic = topic_name.encode("utf-8")
     tlen = len(topic)
     if tlen > 0xFFFF:
         raise ValueError("topic name longer than 65,535 bytes")
-    qos = packet.qos
-    payload = packet.payload
     first = 0x30 | (qos << 1)
-    if packet.dup:
+    if dup:
         first |= 0x08
-    if packet.retain:
+    if retain:
         first |= 0x01
     if protocol_level == 5:
-        props = packet.properties
-        tail = b"\x00" if props is NO_PROPERTIES else encode_properties(props, _PUBLISH)
+        tail = b"\x00" if properties is NO_PROPERTIES else encode_properties(properties, _PUBLISH)
     else:
         tail = b""
     if qos:
         size = 4 + tlen + len(tail) + len(payload)
         header = bytes((first, size)) if size < 0x80 else bytes((first,)) + encode_vbi(size)
-        pid = packet.packet_id or 0
         return (
-            b"".join((header, pack_u16(tlen), topic, pack_u16(pid), tail, payload)),
+            b"".join((header, pack_u16(tlen), topic, pack_u16(packet_id), tail, payload)),
             len(header) + 2 + tlen,
         )
     size = 2 + tlen + len(tail) + len(payload)

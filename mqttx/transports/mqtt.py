@@ -71,6 +71,7 @@ class MQTTServerProtocol(Protocol):
         self.protocol_level: int = ProtocolVersion.MQTT_3_1_1
         self.max_packet_size = 0
         self.paused = False
+        self.paused_bytes = 0
         self.topic_aliases: OutboundTopicAliases | None = None
         self._clock = clock
         self._session: Session | None = None
@@ -102,6 +103,11 @@ class MQTTServerProtocol(Protocol):
             # of a new subscription) reaches for a client that reads promptly:
             # it would lose QoS 0 messages (and retained ones [MQTT-3.3.1-6]).
             self.transport.bufferSize = SLOW_CONSUMER_BYTES  # type: ignore[attr-defined]
+        no_delay = getattr(self.transport, "setTcpNoDelay", None)
+        if no_delay is not None:
+            # Small packets go out at once, not held back by Nagle's
+            # algorithm behind earlier unacknowledged bytes: latency.
+            no_delay(True)
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self._timer = self._clock.callLater(CONNECT_TIMEOUT, self._connect_timeout)
 
@@ -157,6 +163,7 @@ class MQTTServerProtocol(Protocol):
 
     def pauseProducing(self) -> None:
         self.paused = True
+        self.paused_bytes = 0
         self._update_reading()
 
     def resumeProducing(self) -> None:

@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from mqttx.broker.broker import Broker
 from mqttx.broker.message import Message
 from mqttx.broker.router import Router
+from mqttx.broker.session import SLOW_CONSUMER_BYTES
 from mqttx.broker.state import (
     Delivery,
     InflightEntry,
@@ -496,8 +497,10 @@ class StrategyTests(BrokerTestCase):
         pub.publish("t", b"3")
         self.assertEqual((payloads(b), payloads(c)), ([b"2", b"3"], []))
         # A slow member keeps its publisher's messages (QoS 0 to a paused
-        # client is dropped and counted)...
+        # client goes on until its backlog is too large, then is dropped and
+        # counted)...
         b.protocol.pauseProducing()
+        b.protocol.paused_bytes = SLOW_CONSUMER_BYTES
         pub.publish("t", b"4")
         self.assertEqual(self.broker.counters.dropped_qos0, 1)
         self.assertEqual(c.received(), [])

@@ -17,6 +17,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from mqttx.broker.broker import Broker
+from mqttx.broker.session import SLOW_CONSUMER_BYTES
 from mqttx.interfaces import IAuthenticator
 from mqttx.mqtt.codec import encode
 from mqttx.mqtt.packets import (
@@ -491,22 +492,44 @@ class BackPressureTests(BrokerTestCase):
 
     def test_paused_drops_qos0_and_queues_qos1(self) -> None:
         """
-        If a subscriber's transport is paused, QoS 0 messages to it are
-        dropped and counted, QoS 1/2 queued; on resume the queued ones are
-        sent in order.
+        If a subscriber's transport is paused, QoS 1/2 messages to it are
+        queued, and QoS 0 messages are still written until another
+        C{SLOW_CONSUMER_BYTES} wait for it, then dropped and counted; on
+        resume the queued ones are sent in order and the budget starts over.
         """
         self.sub.protocol.pauseProducing()
-        self.pub.publish("t", b"0a", 0)
+        chunk = b"x" * (SLOW_CONSUMER_BYTES // 16 - 8)
+        for _ in range(15):
+            self.pub.publish("t", chunk, 0)
         self.pub.publish_acked("t", b"1a", 1)
-        self.pub.publish("t", b"0b", 0)
+        self.pub.publish("t", b"0b" * 40, 0)
         self.pub.publish_acked("t", b"2a", 2)
+        self.pub.publish("t", chunk, 0)
         self.pub.publish_acked("t", b"1b", 1)
-        self.assertEqual(self.sub.received(), [])
-        self.assertEqual(self.broker.counters.dropped_qos0, 2)
+        got = self.sub.publishes()
+        self.assertEqual(len(got), 16)
+        self.assertEqual((got[-1].payload, got[-1].qos), (b"0b" * 40, 0))
+        self.assertEqual(self.broker.counters.dropped_qos0, 1)
         self.sub.protocol.resumeProducing()
         got = self.sub.publishes()
         self.assertEqual([(p.payload, p.qos) for p in got], [(b"1a", 1), (b"2a", 2), (b"1b", 1)])
-        self.assertEqual(self.broker.counters.dropped_qos0, 2)
+        self.sub.protocol.pauseProducing()
+        self.pub.publish("t", chunk, 0)
+        self.assertEqual(len(self.sub.publishes()), 1)
+        self.assertEqual(self.broker.counters.dropped_qos0, 1)
+
+    def test_paused_large_qos0_needs_eight_messages_of_backlog(self) -> None:
+        """
+        A paused subscriber of large messages is not a slow consumer before
+        eight of them wait for it, even past C{SLOW_CONSUMER_BYTES}: a reader
+        that keeps up with large messages does not lose them in every burst.
+        """
+        self.sub.protocol.pauseProducing()
+        large = b"x" * (SLOW_CONSUMER_BYTES // 2)
+        for _ in range(9):
+            self.pub.publish("t", large, 0)
+        self.assertEqual(len(self.sub.publishes()), 8)
+        self.assertEqual(self.broker.counters.dropped_qos0, 1)
 
     def test_paused_stops_reading(self) -> None:
         """
