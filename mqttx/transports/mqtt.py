@@ -162,12 +162,14 @@ class MQTTServerProtocol(Protocol):
             d.callback(None)
 
     def pauseProducing(self) -> None:
+        # Twisted calls this again for every write while its buffer is over
+        # the limit: the slow-consumer allowance starts over only on resume.
         self.paused = True
-        self.paused_bytes = 0
         self._update_reading()
 
     def resumeProducing(self) -> None:
         self.paused = False
+        self.paused_bytes = 0
         self._update_reading()
         if self._session is not None and not self._closing:
             self._session.drain()

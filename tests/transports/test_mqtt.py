@@ -501,6 +501,8 @@ class BackPressureTests(BrokerTestCase):
         chunk = b"x" * (SLOW_CONSUMER_BYTES // 16 - 8)
         for _ in range(15):
             self.pub.publish("t", chunk, 0)
+            # Twisted pauses again on every write while over its limit.
+            self.sub.protocol.pauseProducing()
         self.pub.publish_acked("t", b"1a", 1)
         self.pub.publish("t", b"0b" * 40, 0)
         self.pub.publish_acked("t", b"2a", 2)
