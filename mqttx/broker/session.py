@@ -28,8 +28,9 @@ if TYPE_CHECKING:
     from mqttx.interfaces import IStore
 
 
-#: Bytes of QoS 0 messages a paused client may still be written before
-#: it is treated as a slow consumer (DESIGN.md).
+#: Bytes waiting in a client's transport before it pauses the connection
+#: (one packet of the default maximum size fits), and the QoS 0 allowance
+#: beyond that before the client is a slow consumer (DESIGN.md).
 SLOW_CONSUMER_BYTES = 1 << 20
 
 
@@ -43,6 +44,9 @@ class SessionLink(Protocol):
     paused: bool
     #: QoS 0 bytes written since the transport paused; see L{Session.deliver}.
     paused_bytes: int
+
+    def waiting(self) -> int:
+        """Bytes written to the client and not yet sent, while paused."""
     #: The topic aliases of this connection's outbound PUBLISH, or C{None}
     #: if the client takes none (then frames are shared across sessions).
     topic_aliases: OutboundTopicAliases | None
@@ -199,15 +203,16 @@ class Session:
                 data = frame[0]
                 if link.paused:
                     # A paused transport holds a megabyte already; the client
-                    # is a slow consumer once it also holds another megabyte
-                    # and eight messages of this size, then QoS 0 is dropped.
-                    # (The second bound keeps large messages to a reader
-                    # that keeps up from being dropped in every burst.)
-                    backlog = link.paused_bytes + len(data)
-                    if backlog > SLOW_CONSUMER_BYTES and backlog > 8 * len(data):
+                    # is a slow consumer once it would hold two, and more
+                    # than a megabyte plus eight messages of this size: then
+                    # QoS 0 is dropped. (The second bound keeps large
+                    # messages to a reader that keeps up from being dropped.)
+                    size = len(data)
+                    waiting = link.waiting() + size
+                    if waiting > 2 * SLOW_CONSUMER_BYTES and waiting > SLOW_CONSUMER_BYTES + 8 * size:
                         self._counters.dropped_qos0 += 1
                         return
-                    link.paused_bytes = backlog
+                    link.paused_bytes += size
                 link.write(data)
                 self._counters.delivered += 1
             return

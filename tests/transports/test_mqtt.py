@@ -520,6 +520,29 @@ class BackPressureTests(BrokerTestCase):
         self.assertEqual(len(self.sub.publishes()), 1)
         self.assertEqual(self.broker.counters.dropped_qos0, 1)
 
+    def test_paused_allowance_follows_what_the_transport_holds(self) -> None:
+        """
+        With a transport that says how much it still holds (Twisted's TCP
+        transports do), a subscriber that stays paused but keeps draining is
+        not a slow consumer: only bytes actually waiting count. Once they
+        pass the allowance, QoS 0 is dropped.
+        """
+        transport = self.sub.transport
+        protocol = self.sub.protocol
+        transport.dataBuffer, transport.offset, transport._tempDataLen = b"", 0, 0  # type: ignore[attr-defined]
+        protocol._measurable = True
+        protocol.pauseProducing()
+        chunk = b"x" * (SLOW_CONSUMER_BYTES // 4)
+        for _ in range(40):
+            self.pub.publish("t", chunk, 0)
+            transport._tempDataLen = SLOW_CONSUMER_BYTES  # type: ignore[attr-defined]
+        self.assertEqual(len(self.sub.publishes()), 40)
+        self.assertEqual(self.broker.counters.dropped_qos0, 0)
+        transport._tempDataLen = 3 * SLOW_CONSUMER_BYTES  # type: ignore[attr-defined]
+        self.pub.publish("t", chunk, 0)
+        self.assertEqual(self.sub.publishes(), [])
+        self.assertEqual(self.broker.counters.dropped_qos0, 1)
+
     def test_paused_large_qos0_needs_eight_messages_of_backlog(self) -> None:
         """
         A paused subscriber of large messages is not a slow consumer before
