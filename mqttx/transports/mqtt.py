@@ -92,12 +92,13 @@ class MQTTServerProtocol(Protocol):
     def connectionMade(self) -> None:
         assert self.transport is not None
         self.peer = _describe(self.transport.getPeer())
-        if getattr(self.transport, "bufferSize", None) is not None:
-            # Twisted pauses its producer once 64 kB wait in user space, which a
-            # burst routed in one reactor turn (a fan-out, the retained messages
-            # of a new subscription) reaches for a client that reads promptly:
-            # it would lose QoS 0 messages (and retained ones [MQTT-3.3.1-6]).
-            self.transport.bufferSize = SLOW_CONSUMER_BYTES  # type: ignore[attr-defined]
+        # Twisted pauses its producer once 64 kB wait in user space, which a
+        # burst routed in one reactor turn (a fan-out, the retained messages
+        # of a new subscription) reaches for a client that reads promptly.
+        # Raising its bufferSize would also make every read allocate that
+        # much, so the pause stays at 64 kB and Session.deliver drops QoS 0
+        # only once the transport really holds SLOW_CONSUMER_BYTES more
+        # (see waiting()).
         no_delay = getattr(self.transport, "setTcpNoDelay", None)
         if no_delay is not None:
             # Small packets go out at once, not held back by Nagle's
