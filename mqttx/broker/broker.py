@@ -39,7 +39,6 @@ from mqttx.mqtt.packets import (
     Subscribe,
     UnsubAck,
     Unsubscribe,
-    Will,
 )
 from mqttx.mqtt.properties import NO_PROPERTIES, Properties
 from mqttx.mqtt.reason_codes import ReasonCode, connack_code_v3, describe
@@ -47,6 +46,16 @@ from mqttx.mqtt.topics import SHARE_PREFIX, is_valid_topic_name, parse_shared
 
 from .auth import AuthFailure, AuthSuccess, EnhancedAuthentication, connack_code
 from .message import Message
+from .replies import (
+    IN_USE,
+    NOT_FOUND,
+    NOT_UTF8,
+    QUEUES_FULL,
+    connack_properties,
+    is_utf8,
+    suback_refusals,
+    will_message,
+)
 from .retained import RetainedIndex
 from .router import Router
 from .session import Counters, FrameCache, Session, SessionLink
@@ -391,7 +400,7 @@ class Broker:
             session.protocol_level = level
             session.expiry_interval = expiry
 
-        session.will, session.will_delay = self._will_of(connect.will, client_id)
+        session.will, session.will_delay = will_message(connect.will, client_id)
         session.send_quota = (
             connect.properties.receive_maximum or 65535 if v5 else config.max_inflight
         )
@@ -408,7 +417,7 @@ class Broker:
 
         props = NO_PROPERTIES
         if v5:
-            props = self._connack_properties(connect, client_id, requested, expiry, assigned, server_keep_alive)
+            props = connack_properties(self.config, connect, client_id, requested, expiry, assigned, server_keep_alive)
             authentication = link.authentication
             if authentication is not None:
                 # [MQTT-4.12.0-5] The CONNECT's method, and its final data.
@@ -430,53 +439,6 @@ class Broker:
             session.resend_inflight()
             session.drain()
         return session
-
-    def _connack_properties(
-        self,
-        connect: Connect,
-        client_id: str,
-        requested: int,
-        expiry: int,
-        assigned: str | None,
-        server_keep_alive: int | None,
-    ) -> Properties:
-        """
-        The properties of a successful MQTT 5 CONNACK: what this client is
-        told of the session and of the server's limits and features. A
-        feature that is available goes unsaid, as absent means available.
-        """
-        config = self.config
-        response_information = None
-        if config.response_information is not None and connect.properties.request_response_information == 1:
-            # Only when asked for [MQTT-3.1.2-28]: the root of this client's
-            # response topics (section 4.10).
-            response_information = config.response_information + client_id
-        return Properties(
-            # MQTT 5 section 3.2.2.3.2: tell the client when its expiry was cut down.
-            session_expiry_interval=expiry if expiry != requested else None,
-            assigned_client_identifier=assigned,
-            server_keep_alive=server_keep_alive,
-            receive_maximum=config.receive_maximum if config.receive_maximum != 65535 else None,
-            maximum_packet_size=config.max_packet_size,
-            topic_alias_maximum=config.topic_alias_maximum or None,
-            retain_available=None if config.retain_available else 0,
-            # Absent means available (section 3.2.2.3.14).
-            shared_subscription_available=None if config.shared_subscriptions else 0,
-            # [MQTT-3.2.2-9] Said only when below 2, the value absence means.
-            maximum_qos=config.maximum_qos if config.maximum_qos < 2 else None,
-            wildcard_subscription_available=None if config.wildcard_subscriptions else 0,
-            subscription_identifier_available=None if config.subscription_identifiers else 0,
-            response_information=response_information,
-        )
-
-    def _will_of(self, will: Will | None, client_id: str) -> tuple[Message | None, int]:
-        if will is None:
-            return None, 0
-        props = will.properties
-        delay = props.will_delay_interval or 0
-        if props.will_delay_interval is not None:
-            props = replace(props, will_delay_interval=None)
-        return Message(will.topic, will.payload, will.qos, will.retain, props, client_id), delay
 
     def disconnect(self, session: Session, packet: Disconnect) -> None:
         """
@@ -606,7 +568,7 @@ class Broker:
                 # [MQTT-2.2.1-3] The identifier still belongs to a QoS 2
                 # message awaiting PUBREL: PUBACK 0x91 (section 3.4.2.1),
                 # not routed. 3.1.1 has no way to say so: the message is taken.
-                self._acknowledge(session, link, PubAck(pid, ReasonCode.PACKET_IDENTIFIER_IN_USE, _IN_USE))
+                self._acknowledge(session, link, PubAck(pid, ReasonCode.PACKET_IDENTIFIER_IN_USE, IN_USE))
                 return
         if props.payload_format_indicator == 1 and self.config.validate_payload_format:
             if not is_utf8(packet.payload):
@@ -641,7 +603,7 @@ class Broker:
             refused = counters.dropped_queue_full - queues_full
             if refused >= matched and not packet.retain and link.protocol_level == ProtocolVersion.MQTT_5:
                 code = ReasonCode.QUOTA_EXCEEDED  # Section 3.4.2.1.
-                ack_props = _QUEUES_FULL
+                ack_props = QUEUES_FULL
         if qos == 1:
             self._acknowledge(session, link, PubAck(pid, code, ack_props))
         elif code >= 0x80:
@@ -661,11 +623,11 @@ class Broker:
         0x99.
         """
         if qos == 0:
-            link.close(ReasonCode.PAYLOAD_FORMAT_INVALID, _NOT_UTF8.reason_string)
+            link.close(ReasonCode.PAYLOAD_FORMAT_INVALID, NOT_UTF8.reason_string)
             return
         assert pid is not None
         ack = PubAck if qos == 1 else PubRec
-        self._acknowledge(session, link, ack(pid, ReasonCode.PAYLOAD_FORMAT_INVALID, _NOT_UTF8))
+        self._acknowledge(session, link, ack(pid, ReasonCode.PAYLOAD_FORMAT_INVALID, NOT_UTF8))
 
     def _acknowledge(self, session: Session, link: SessionLink, ack: PubAck | PubRec) -> None:
         """
@@ -825,7 +787,7 @@ class Broker:
                 self._store.remove_inbound_qos2(session.client_id, pid)
             link.send(PubComp(pid))
         elif link.protocol_level == ProtocolVersion.MQTT_5:
-            link.send(PubComp(pid, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND, _NOT_FOUND))
+            link.send(PubComp(pid, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND, NOT_FOUND))
         else:
             link.send(PubComp(pid))
 
@@ -842,7 +804,7 @@ class Broker:
         reason_code = packet.reason_code
         if not session.pubrec(packet.packet_id, reason_code) and session.link is not None and reason_code < 0x80:
             if session.link.protocol_level == ProtocolVersion.MQTT_5:
-                session.link.send(PubRel(packet.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND, _NOT_FOUND))
+                session.link.send(PubRel(packet.packet_id, ReasonCode.PACKET_IDENTIFIER_NOT_FOUND, NOT_FOUND))
             else:
                 session.link.send(PubRel(packet.packet_id))
 
@@ -898,7 +860,7 @@ class Broker:
                 wants_retained.append(entry)
         if session.persistent:
             self._store.save_session(session.record())
-        refusals = _refusals(packet, codes) if v5 else NO_PROPERTIES
+        refusals = suback_refusals(packet, codes) if v5 else NO_PROPERTIES
         link.send(SubAck(packet.packet_id, tuple(codes), refusals))
         now = self._clock.seconds()
         for entry in wants_retained:
@@ -953,35 +915,3 @@ class Broker:
 def _forget_tail(result: None, session: Session, done: Deferred[None]) -> None:
     if session.ack_tail is done:
         session.ack_tail = None
-
-
-# Reason strings of refusals, made once (MQTT 5 section 3.4.2.2.2).
-_IN_USE = Properties(reason_string="packet identifier in use by a QoS 2 message awaiting PUBREL")
-_NOT_UTF8 = Properties(reason_string="payload is not valid UTF-8")
-_NOT_FOUND = Properties(reason_string="packet identifier not found")
-_QUEUES_FULL = Properties(reason_string="quota exceeded: the queues of all matching subscribers are full")
-
-
-def _refusals(packet: Subscribe, codes: list[int]) -> Properties:
-    """The Reason String of a SUBACK: which filters were refused, and why."""
-    refused = [
-        f"{sub.topic_filter}: {describe(code)}"
-        for sub, code in zip(packet.subscriptions, codes, strict=True)
-        if code >= 0x80
-    ]
-    return Properties(reason_string="; ".join(refused)) if refused else NO_PROPERTIES
-
-
-def is_utf8(data: bytes) -> bool:
-    """
-    Whether C{data} is well-formed UTF-8 (RFC 3629: no surrogates, no
-    overlong forms, nothing above U+10FFFF), as a payload with Payload
-    Format Indicator 1 must be (section 3.3.2.3.2).
-    """
-    if data.isascii():
-        return True
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True

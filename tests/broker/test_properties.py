@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from mqttx.broker.broker import is_utf8
+from mqttx.broker.replies import is_utf8
 from mqttx.mqtt.codec import encode
 from mqttx.mqtt.packets import (
     ConnAck,
