@@ -310,6 +310,34 @@ class Finding:
     text: str
 
 
+#: Issue 4's targets for the open-loop floods: at least this share of what
+#: was published delivered by the end of the drain, at most this growth of
+#: the broker's memory, and (QoS 1) at most this many PUBACKs per delivery.
+FLOOD_MIN_DELIVERED_PCT = 90.0
+FLOOD_MAX_RSS_GROWTH_MB = 64.0
+FLOOD_MAX_ACKS_PER_DELIVERY = 1.1
+
+
+def _flood_targets(figures: Mapping[str, float | None]) -> list[Finding]:
+    problems = []
+    delivered = figures.get("delivered_pct")
+    if delivered is not None and delivered < FLOOD_MIN_DELIVERED_PCT:
+        problems.append(
+            Finding("flood-delivered", f"delivered {delivered:.1f} % < {FLOOD_MIN_DELIVERED_PCT:.0f} %")
+        )
+    growth = figures.get("rss_growth_mb")
+    if growth is not None and growth > FLOOD_MAX_RSS_GROWTH_MB:
+        problems.append(
+            Finding("flood-memory", f"RSS grew {growth:.1f} MB > {FLOOD_MAX_RSS_GROWTH_MB:.0f} MB")
+        )
+    acks = figures.get("ack_per_delivery")
+    if acks is not None and acks > FLOOD_MAX_ACKS_PER_DELIVERY:
+        problems.append(
+            Finding("ack-ahead", f"{acks:.2f} PUBACKs per delivery > {FLOOD_MAX_ACKS_PER_DELIVERY}")
+        )
+    return problems
+
+
 def check(scenario: Scenario, raw: Mapping[str, Any]) -> tuple[list[Finding], list[Finding]]:
     """
     What is wrong with one run, and what is worth noting about it.
@@ -317,10 +345,11 @@ def check(scenario: Scenario, raw: Mapping[str, Any]) -> tuple[list[Finding], li
     Every run must finish (not aborted, every connection made and kept, no
     protocol errors, something delivered). Capped runs (a window or a fixed
     rate) must lose and duplicate nothing, whatever their QoS. The open-loop
-    floods must not duplicate at QoS 1/2; what they did not deliver by the
-    end of the drain is a note, not a problem: it mixes the backlog still
-    queued with messages the broker dropped by its queue limits (Mosquitto's
-    and mqttx's C{max_queued_messages} apply to QoS 1 too).
+    floods must not duplicate at QoS 1/2 and must meet issue 4's targets
+    (C{FLOOD_*}); what they did not deliver by the end of the drain is also
+    noted: it mixes the backlog still queued with messages the broker
+    dropped by its queue limits (Mosquitto's and mqttx's
+    C{max_queued_messages} apply to QoS 1 too).
 
     @param scenario: the scenario that ran.
     @param raw: the generator's JSON object.
@@ -356,4 +385,6 @@ def check(scenario: Scenario, raw: Mapping[str, Any]) -> tuple[list[Finding], li
         problems.append(Finding("dup", f"{dup} duplicates"))
     if not raw.get("unique"):
         problems.append(Finding("nothing", "nothing delivered"))
+    elif not scenario.capped:
+        problems.extend(_flood_targets(extract_metrics(scenario, raw)))
     return problems, notes

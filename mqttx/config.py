@@ -168,6 +168,9 @@ class MQTTConfig:
     @ivar server_moved: whether the redirection is permanent.
     @ivar validate_payload_format: whether a payload declared UTF-8 (Payload
         Format Indicator 1) must be valid UTF-8 (else 0x99).
+    @ivar flow_control_timeout: seconds a subscriber whose transport is full
+        may keep the publishers that feed it from being read; after that it
+        is a slow consumer (see L{mqttx.broker.flow}). 0 turns it off.
     """
 
     max_packet_size: int = 1_048_576
@@ -187,6 +190,7 @@ class MQTTConfig:
     server_reference: str | None = None
     server_moved: bool = False
     validate_payload_format: bool = True
+    flow_control_timeout: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +416,13 @@ class _Parser:
             raise self._error(key, f"must be {bounds}, got {value}")
         return value
 
+    def _seconds(self, value: object, key: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._error(key, f"expected a number of seconds, got {_describe(value)}")
+        if not 0 <= value <= 3600:
+            raise self._error(key, f"must be between 0 and 3600, got {value}")
+        return float(value)
+
     def _bool(self, value: object, key: str) -> bool:
         if not isinstance(value, bool):
             raise self._error(key, f"expected true or false, got {_describe(value)}")
@@ -584,6 +595,9 @@ class _Parser:
             server_moved=self._get(section, "mqtt", "server_moved", d.server_moved, self._bool),
             validate_payload_format=self._get(
                 section, "mqtt", "validate_payload_format", d.validate_payload_format, self._bool
+            ),
+            flow_control_timeout=self._get(
+                section, "mqtt", "flow_control_timeout", d.flow_control_timeout, self._seconds
             ),
         )
 

@@ -120,6 +120,7 @@ mqtt:
   server_reference: "other.example:1883"
   server_moved: true
   validate_payload_format: false
+  flow_control_timeout: 0.25
 persistence: {backend: memory, path: /var/lib/mqttx/db, durability: batch}
 auth: {allow_anonymous: false, password_file: null, acl_file: null}
 logging: {level: debug, format: json}
@@ -150,6 +151,7 @@ logging: {level: debug, format: json}
                     server_reference="other.example:1883",
                     server_moved=True,
                     validate_payload_format=False,
+                    flow_control_timeout=0.25,
                 ),
                 persistence=PersistenceConfig("memory", "/var/lib/mqttx/db", "batch"),
                 auth=AuthConfig(allow_anonymous=False),
@@ -346,6 +348,25 @@ class ErrorTests(SynchronousTestCase):
         self.assertRejected("1: a", "top level", "keys must be strings, got 1")
 
     # Ranges.
+
+    def test_flow_control_timeout(self) -> None:
+        """
+        C{mqtt.flow_control_timeout} takes whole or fractional seconds from 0
+        to an hour; anything else, NaN and infinity included, is refused.
+        """
+        self.assertEqual(parse_config("mqtt: {flow_control_timeout: 2}", SOURCE).mqtt.flow_control_timeout, 2.0)
+        self.assertEqual(parse_config("mqtt: {flow_control_timeout: 0}", SOURCE).mqtt.flow_control_timeout, 0.0)
+        for value, message in [
+            ("'1'", "expected a number of seconds, got '1'"),
+            ("true", "expected a number of seconds, got true"),
+            ("-0.5", "must be between 0 and 3600, got -0.5"),
+            ("3601", "must be between 0 and 3600, got 3601"),
+            (".nan", "must be between 0 and 3600, got nan"),
+            (".inf", "must be between 0 and 3600, got inf"),
+        ]:
+            self.assertRejected(
+                f"mqtt: {{flow_control_timeout: {value}}}", "mqtt.flow_control_timeout", message
+            )
 
     def test_out_of_range(self) -> None:
         """

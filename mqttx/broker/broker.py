@@ -45,6 +45,7 @@ from mqttx.mqtt.reason_codes import ReasonCode, connack_code_v3, describe
 from mqttx.mqtt.topics import SHARE_PREFIX, is_valid_topic_name, parse_shared
 
 from .auth import AuthFailure, AuthSuccess, EnhancedAuthentication, connack_code
+from .flow import FlowControl
 from .message import Message
 from .replies import (
     IN_USE,
@@ -136,6 +137,7 @@ class Broker:
         # Store writes caused by the PUBLISH being handled: its
         # acknowledgement waits for them (see IStore).
         self._writes: list[Deferred[None]] = []
+        self.flow = FlowControl(clock, config.flow_control_timeout)
 
     # Lifecycle.
 
@@ -523,6 +525,7 @@ class Broker:
             max_queued=self.config.max_queued_messages,
             clock_seconds=self._clock.seconds,
             writes=self._writes,
+            flow=self.flow,
         )
 
     def _end_session(self, session: Session) -> None:
@@ -584,13 +587,20 @@ class Broker:
             session.client_id,
             None if expiry is None else self._clock.seconds() + expiry,
         )
+        congested = self.flow.congested
+        if congested:
+            congested.clear()  # Left by deliveries outside a PUBLISH.
         if qos == 0:
             self.route(message)
+            if congested:
+                self.flow.hold(link)
             return
         assert pid is not None
         counters = self.counters
         queues_full = counters.dropped_queue_full
         matched = self.route(message)
+        if congested:
+            self.flow.hold(link)
         code = ReasonCode.SUCCESS
         ack_props = NO_PROPERTIES
         if not matched:

@@ -27,6 +27,8 @@ from .state import Delivery, InflightEntry, SessionRecord, SharedDelivery, Subsc
 if TYPE_CHECKING:
     from mqttx.interfaces import IStore
 
+    from .flow import FlowControl
+
 
 #: Bytes waiting in a client's transport before it pauses the connection
 #: (one packet of the default maximum size fits), and the QoS 0 allowance
@@ -56,6 +58,9 @@ class SessionLink(Protocol):
 
     def send(self, packet: Packet) -> None:
         """Encode and write one packet."""
+
+    def hold_reading(self, held: bool) -> None:
+        """Stop (or resume) reading the client: inbound flow control."""
 
     def close(self, reason_code: int, reason_string: str | None = None) -> Deferred[None]:
         """Close the connection (MQTT 5: with DISCONNECT); fires once it is gone."""
@@ -91,9 +96,12 @@ class Session:
 
     Outbound QoS 1/2 messages go out while fewer than C{send_quota} are in
     flight (the client's Receive Maximum, or C{max_inflight} for 3.1.1);
-    others wait in a queue bounded by C{max_queued}, in order. While offline
-    or while the client's transport is paused, QoS 0 messages are dropped and
-    QoS 1/2 queued.
+    others wait in a queue bounded by C{max_queued}, in order. While offline,
+    QoS 0 messages are dropped and QoS 1/2 queued; while the client's
+    transport is paused, QoS 1/2 are queued and QoS 0 written up to the
+    slow-consumer allowance. A link with a full transport or a queue is
+    congested: the publisher of the message is held until L{drain} finds it
+    clear (L{mqttx.broker.flow}).
 
     @ivar persistent: whether the session outlives its connection (expiry
         interval > 0); only persistent sessions are written to the store.
@@ -110,6 +118,7 @@ class Session:
         max_queued: int,
         clock_seconds: Callable[[], float],
         writes: list[Deferred[None]],
+        flow: FlowControl,
     ) -> None:
         self.client_id = client_id
         self.protocol_level = protocol_level
@@ -135,6 +144,7 @@ class Session:
         self.shared = False
         self._store = store
         self._writes = writes
+        self._flow = flow
         self._counters = counters
         self._max_queued = max_queued
         self._seconds = clock_seconds
@@ -202,6 +212,7 @@ class Session:
             if frame is not None:
                 data = frame[0]
                 if link.paused:
+                    self._flow.congested.append(link)
                     # A paused transport holds a megabyte already; the client
                     # is a slow consumer once it would hold two, and more
                     # than a megabyte plus eight messages of this size: then
@@ -224,6 +235,9 @@ class Session:
         if link is not None and not link.paused and not self.queue and len(self.inflight) < self.send_quota:
             self._send_inflight(link, delivery, frames)
             return
+        if link is not None:
+            # Queued behind a full window or a full transport.
+            self._flow.congested.append(link)
         if len(self.queue) >= self._max_queued:
             self._counters.dropped_queue_full += 1
             return
@@ -352,6 +366,8 @@ class Session:
                 continue
             self._send_inflight(link, delivery, {})
             link = self.link
+        if link is not None and not queue and not link.paused:
+            self._flow.resumed(link)
 
     # Outbound acknowledgements.
 

@@ -44,8 +44,10 @@ class MQTTServerProtocol(Protocol):
     """
     One client connection. Registers itself as the push producer of its
     transport: while the transport's buffer is full the session is
-    C{paused} (QoS 0 dropped, QoS 1/2 queued) and the client is not read,
-    so TCP pushes back on it.
+    C{paused} (QoS 1/2 queued, QoS 0 written up to the slow-consumer
+    allowance) and the client is not read, so TCP pushes back on it. It is
+    not read either while the broker holds it for inbound flow control
+    (L{hold_reading}).
 
     @ivar protocol_level: the client's MQTT version, once CONNECT arrived.
     @ivar max_packet_size: the largest packet the client accepts.
@@ -77,6 +79,7 @@ class MQTTServerProtocol(Protocol):
         self._lost = False
         self._closing = False
         self._reading_paused = False
+        self._held = False
         self.authentication: EnhancedAuthentication | None = None
         config = broker.config
         self._conn = Connection(
@@ -154,6 +157,7 @@ class MQTTServerProtocol(Protocol):
                 self.broker.connection_lost(session, self)
             except Exception:
                 self.log.failure("failed ending {client_id!r}", client_id=session.client_id, event_id="broker.error")
+        self.broker.flow.forget(self)
         self._lost = True
         waiters, self._waiters = self._waiters, []
         for d in waiters:
@@ -170,6 +174,7 @@ class MQTTServerProtocol(Protocol):
         self.paused_bytes = 0
         self._update_reading()
         if self._session is not None and not self._closing:
+            # Lets go of the publishers this client held, once clear.
             self._session.drain()
 
     def stopProducing(self) -> None:
@@ -202,6 +207,11 @@ class MQTTServerProtocol(Protocol):
         if self._measurable:
             return len(t.dataBuffer) - t.offset + t._tempDataLen  # type: ignore[no-any-return]
         return SLOW_CONSUMER_BYTES + self.paused_bytes
+
+    def hold_reading(self, held: bool) -> None:
+        """Stop (or resume) reading the client for inbound flow control."""
+        self._held = held
+        self._update_reading()
 
     def set_keep_alive(self, seconds: int) -> None:
         """Replace the client's keep-alive with the Server Keep Alive."""
@@ -268,7 +278,7 @@ class MQTTServerProtocol(Protocol):
     def _update_reading(self) -> None:
         # Before CONNACK, the client is read only when an enhanced
         # authentication waits for its AUTH.
-        want_paused = self.paused or (
+        want_paused = self.paused or self._held or (
             self._backlog is not None and self._conn.auth_phase is not AuthPhase.CLIENT
         )
         if want_paused == self._reading_paused or self.transport is None:

@@ -515,6 +515,34 @@ class ScenarioTests(SynchronousTestCase):
             self.assertEqual(problems, [])
             self.assertEqual([n.kind for n in notes], ["undelivered"])
 
+    def test_flood_targets(self) -> None:
+        """
+        A flood fails below issue 4's targets: under 90 % delivered by the
+        end of the drain, RSS grown by more than 64 MB, more than 1.1
+        PUBACKs per delivery. Capped scenarios are not held to them.
+        """
+        raw = pubsub(
+            expected=1000,
+            unique=899,
+            lost=101,
+            broker_rss_kb_start=1024,
+            broker_rss_kb_end=1024 + 65 * 1024,
+            recv_rate=1000.0,
+            ack_rate=1200.0,
+        )
+        problems = check(scenario("flood-q1"), raw)[0]
+        self.assertEqual(
+            [(p.kind, p.text) for p in problems],
+            [
+                ("flood-delivered", "delivered 89.9 % < 90 %"),
+                ("flood-memory", "RSS grew 65.0 MB > 64 MB"),
+                ("ack-ahead", "1.20 PUBACKs per delivery > 1.1"),
+            ],
+        )
+        ok = pubsub(expected=1000, unique=900, lost=100, recv_rate=1000.0, ack_rate=1100.0)
+        self.assertEqual(check(scenario("flood-q1"), ok)[0], [])
+        self.assertEqual([p.kind for p in check(scenario("S1"), raw)[0]], ["lost"])
+
     def test_duplicates(self) -> None:
         """
         Duplicates fail capped runs and QoS 1 floods, not QoS 0 floods.
