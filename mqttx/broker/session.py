@@ -34,6 +34,11 @@ if TYPE_CHECKING:
 #: (one packet of the default maximum size fits), and the QoS 0 allowance
 #: beyond that before the client is a slow consumer (DESIGN.md).
 SLOW_CONSUMER_BYTES = 1 << 20
+#: Bytes waiting in a paused client's transport from which it holds back
+#: the publishers feeding it (L{mqttx.broker.flow}): more than a burst of
+#: a reader that keeps up, so pauses that end within a turn or two cost
+#: publishers nothing.
+FLOW_CONTROL_BYTES = 256 << 10
 
 
 class SessionLink(Protocol):
@@ -212,7 +217,6 @@ class Session:
             if frame is not None:
                 data = frame[0]
                 if link.paused:
-                    self._flow.congested.append(link)
                     # A paused transport holds a megabyte already; the client
                     # is a slow consumer once it would hold two, and more
                     # than a megabyte plus eight messages of this size: then
@@ -220,6 +224,8 @@ class Session:
                     # messages to a reader that keeps up from being dropped.)
                     size = len(data)
                     waiting = link.waiting() + size
+                    if waiting > FLOW_CONTROL_BYTES:
+                        self._flow.congested.append(link)
                     if waiting > 2 * SLOW_CONSUMER_BYTES and waiting > SLOW_CONSUMER_BYTES + 8 * size:
                         self._counters.dropped_qos0 += 1
                         return

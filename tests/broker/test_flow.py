@@ -10,6 +10,7 @@ L{StringTransport}'s C{producerState}.
 
 from __future__ import annotations
 
+from mqttx.broker.session import FLOW_CONTROL_BYTES
 from mqttx.config import MQTTConfig
 from mqttx.mqtt.codec import encode
 from mqttx.mqtt.packets import PubAck, Publish
@@ -42,6 +43,23 @@ class FlowControlTests(BrokerTestCase):
         self.assertEqual([p.payload for p in self.sub.publishes()], [b"m"])
         self.sub.protocol.resumeProducing()
         self.assertReading(self.pub, True)
+
+    def test_short_pause_holds_nobody(self) -> None:
+        """
+        A paused subscriber whose transport says it holds less than
+        C{FLOW_CONTROL_BYTES} (a burst it is draining) holds nobody; one
+        holding more does.
+        """
+        transport = self.sub.transport
+        transport.dataBuffer, transport.offset = b"", 0  # type: ignore[attr-defined]
+        transport._tempDataLen = FLOW_CONTROL_BYTES - 100  # type: ignore[attr-defined]
+        self.sub.protocol._measurable = True
+        self.sub.protocol.pauseProducing()
+        self.pub.publish("t/a", b"m", 0)
+        self.assertReading(self.pub, True)
+        transport._tempDataLen = FLOW_CONTROL_BYTES  # type: ignore[attr-defined]
+        self.pub.publish("t/a", b"m", 0)
+        self.assertReading(self.pub, False)
 
     def test_publisher_to_others_not_held(self) -> None:
         """
