@@ -80,6 +80,8 @@ class MQTTServerProtocol(Protocol):
         self._closing = False
         self._reading_paused = False
         self._held = False
+        self._measurable = False
+        self._unflushed = True
         self.authentication: EnhancedAuthentication | None = None
         config = broker.config
         self._conn = Connection(
@@ -108,7 +110,9 @@ class MQTTServerProtocol(Protocol):
             # algorithm behind earlier unacknowledged bytes: latency.
             no_delay(True)
         t = self.transport
-        self._measurable = all(hasattr(t, a) for a in ("dataBuffer", "offset", "_tempDataLen"))
+        self._measurable = all(hasattr(t, a) for a in ("dataBuffer", "offset", "_tempDataLen", "doWrite"))
+        # Only transports that can be flushed join the flush list.
+        self._unflushed = not self._measurable
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self._timer = self._clock.callLater(CONNECT_TIMEOUT, self._connect_timeout)
 
@@ -141,6 +145,8 @@ class MQTTServerProtocol(Protocol):
                 event_id="broker.error",
             )
             self.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+        if _unflushed:
+            _flush()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         for call in (self._timer, self._abort_call):
@@ -186,6 +192,9 @@ class MQTTServerProtocol(Protocol):
         """Write encoded packets."""
         assert self.transport is not None
         self.transport.write(data)
+        if not self._unflushed:
+            self._unflushed = True
+            _unflushed.append(self)
 
     def send(self, packet: Packet) -> None:
         """Encode and write one packet."""
@@ -448,6 +457,30 @@ class MQTTServerProtocol(Protocol):
             # [MQTT-3.1.2-2] 3.1.1 answers an unknown level with 0x01 (a
             # 3.1.1-format CONNACK, which is what 3.1 clients also read).
             self.transport.write(b"\x20\x02\x00\x01")
+
+
+#: Connections written to since the last flush (see L{_flush}).
+_unflushed: list[MQTTServerProtocol] = []
+
+
+def _flush() -> None:
+    """
+    Send what the packets of one read wrote, now. Twisted sends only once
+    the reactor next polls, after every other ready connection was read and
+    handled, which holds a message back by the time it takes to handle
+    everything that arrived with it (S4's latency). Flushing once per read
+    still coalesces what one read fans out to each subscriber.
+    """
+    protocols = _unflushed[:]
+    del _unflushed[:]
+    for protocol in protocols:
+        protocol._unflushed = False
+        t: Any = protocol.transport
+        # A transport closing sends its last bytes and closes through the
+        # reactor, which handles doWrite's result; a failed send is left
+        # for the reactor to find again, as it stays registered for writing.
+        if t is not None and t.connected and not t.disconnecting and (t._tempDataLen or t.dataBuffer):
+            t.doWrite()
 
 
 def _disconnect(broker: Broker, session: Session, packet: Disconnect) -> None:

@@ -7,12 +7,14 @@ packet size, closing and back-pressure.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionLost
+from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -608,6 +610,96 @@ class BackPressureTests(BrokerTestCase):
         self.pub.publish_acked("t", b"m", 1)
         self.assertEqual([p.payload for p in other.publishes()], [b"m"])
         self.assertEqual(self.sub.received(), [])
+
+
+class FlushableTransport(StringTransport):
+    """
+    A L{StringTransport} with the parts of Twisted's C{FileDescriptor}
+    that flushing uses: what waits to be sent, and C{doWrite}, which here
+    records that it was called and sends everything.
+    """
+
+    def __init__(self, peerAddress: IPv4Address) -> None:
+        super().__init__(peerAddress=peerAddress)
+        self.dataBuffer = b""
+        self.offset = 0
+        self._tempDataLen = 0
+        self.connected = True
+        self.flushes: list[int] = []
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        self._tempDataLen += len(data)
+
+    def loseConnection(self) -> None:
+        super().loseConnection()
+        self.disconnecting = True
+
+    def doWrite(self) -> None:
+        self.flushes.append(self._tempDataLen)
+        self._tempDataLen = 0
+
+
+class FlushTests(BrokerTestCase):
+    """
+    Deliveries are sent at the end of handling the read that caused them,
+    not when the reactor next polls: the latency of S4.
+    """
+
+    def open_connection(self, level: int = 4) -> FakeClient:
+        self._ports += 1
+        addr = IPv4Address("TCP", "127.0.0.1", self._ports)
+        proto = self.factory.buildProtocol(addr)
+        transport = FlushableTransport(addr)
+        proto.makeConnection(transport)
+        return FakeClient(proto, transport, level)
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.sub = self.connect_client("sub")
+        self.sub.subscribe("t", qos=1)
+        self.pub = self.connect_client("pub")
+        self.sub_transport = cast(FlushableTransport, self.sub.transport)
+        self.pub_transport = cast(FlushableTransport, self.pub.transport)
+        # CONNACK and SUBACK were left to the reactor, which is not running.
+        self.sub_transport.doWrite()
+        self.sub_transport.flushes.clear()
+
+    def test_one_flush_per_read(self) -> None:
+        """
+        What the packets of one read deliver to a subscriber is sent in one
+        go when the read is handled.
+        """
+        one = encode(Publish("t", b"1", 0, False, False, None), 4)
+        self.pub.send_bytes(one + encode(Publish("t", b"2", 0, False, False, None), 4))
+        self.assertEqual(self.sub_transport.flushes, [2 * len(one)])
+        self.pub.send_bytes(one)
+        self.assertEqual(self.sub_transport.flushes, [2 * len(one), len(one)])
+        self.assertEqual([p.payload for p in self.sub.publishes()], [b"1", b"2", b"1"])
+
+    def test_acknowledgements_left_to_the_reactor(self) -> None:
+        """
+        Acknowledgements are not flushed: deliveries go first, and the
+        reactor sends the PUBACK when it next polls.
+        """
+        self.pub_transport.flushes.clear()
+        self.pub.publish("t", b"m", 1)
+        self.assertEqual(self.pub_transport.flushes, [])
+        self.assertIsInstance(self.pub.expect(PubAck), PubAck)
+        self.assertEqual(len(self.sub_transport.flushes), 1)
+
+    def test_closing_connection_not_flushed(self) -> None:
+        """
+        A connection that is closing is left to the reactor, which sends
+        its last bytes and then closes it.
+        """
+        self.sub_transport.disconnecting = True
+        self.pub.publish("t", b"m", 0)
+        self.assertEqual(self.sub_transport.flushes, [])
+        self.sub_transport.disconnecting = False
+        self.sub_transport.connected = False
+        self.pub.publish("t", b"m", 0)
+        self.assertEqual(self.sub_transport.flushes, [])
 
 
 class PropertiesOnTheWireTests(BrokerTestCase):
