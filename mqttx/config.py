@@ -58,9 +58,8 @@ _LATER_LISTENER_PROTOCOLS = {
     "http": "the HTTP bridge",
     "coap": "the CoAP bridge",
 }
-_BACKENDS = ("memory",)
+_BACKENDS = ("sqlite", "memory")
 _LATER_BACKENDS = {
-    "sqlite": "the durable SQLite store",
     "etcd": "the etcd cluster store",
 }
 _DURABILITY = ("sync", "batch")
@@ -198,15 +197,20 @@ class PersistenceConfig:
     """
     Where sessions and retained messages are kept.
 
-    @ivar backend: C{"memory"} in this release.
-    @ivar path: the database file of durable backends.
+    @ivar backend: C{"sqlite"} (durable, in the file at C{path}) or
+        C{"memory"} (as long as the process lives).
+    @ivar path: the database file of durable backends; its folder is
+        created on demand.
     @ivar durability: C{"sync"} (QoS 1/2 acknowledged only once written to
-        disk) or C{"batch"} (writes grouped, a crash may lose the last ones).
+        disk) or C{"batch"} (acknowledged at once, committed at least every
+        C{commit_interval} seconds: a crash may lose that much).
+    @ivar commit_interval: seconds between commits with C{batch}.
     """
 
-    backend: str = "memory"
+    backend: str = "sqlite"
     path: str = "var/mqttx.db"
     durability: str = "sync"
+    commit_interval: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -603,7 +607,7 @@ class _Parser:
 
     def _persistence(self, value: object) -> PersistenceConfig:
         section = self._section(value, "persistence")
-        self._known(section, "persistence", ("backend", "path", "durability"))
+        self._known(section, "persistence", tuple(f.name for f in fields(PersistenceConfig)))
         d = PersistenceConfig()
         return PersistenceConfig(
             backend=self._get(section, "persistence", "backend", d.backend, self._backend),
@@ -615,7 +619,16 @@ class _Parser:
                 d.durability,
                 lambda v, k: self._choice(v, k, _DURABILITY),
             ),
+            commit_interval=self._get(
+                section, "persistence", "commit_interval", d.commit_interval, self._commit_interval
+            ),
         )
+
+    def _commit_interval(self, value: object, key: str) -> float:
+        seconds = self._seconds(value, key)
+        if not 0 < seconds <= 60:
+            raise self._error(key, f"must be more than 0 and at most 60, got {value}")
+        return seconds
 
     def _backend(self, value: object, key: str) -> str:
         backend = self._str(value, key)

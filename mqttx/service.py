@@ -49,7 +49,9 @@ from mqttx import __version__
 from mqttx.auth.anonymous import NoUserDatabase
 from mqttx.broker.broker import Broker
 from mqttx.config import Config, ConfigError, ListenerConfig, LoggingConfig, load_config
+from mqttx.interfaces import IStore
 from mqttx.store.memory import MemoryStore
+from mqttx.store.sqlite import SQLiteStore, StoreError
 from mqttx.transports.mqtt import MQTTServerFactory
 
 _log = Logger()
@@ -115,7 +117,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         # Run by twistd: this process is the broker's alone.
         tune_gc()
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
-    return MQTTXService(options.config, reactor, log_file=_twistd_log_file(options))
+    try:
+        return MQTTXService(options.config, reactor, log_file=_twistd_log_file(options))
+    except StoreError as e:
+        # A database that cannot be used: one line, not a traceback.
+        raise SystemExit(f"mqttx: {e}") from e
 
 
 def tune_gc() -> None:
@@ -226,8 +232,17 @@ def build_components(config: Config, reactor: Any) -> Components:
     @param reactor: the reactor the broker uses as its clock.
     @return: the components for L{MQTTXService}.
     """
-    # The configuration admits only the memory backend in this release.
-    store = MemoryStore()
+    persistence = config.persistence
+    store: IStore
+    if persistence.backend == "sqlite":
+        store = SQLiteStore(
+            persistence.path,
+            durability=persistence.durability,
+            commit_interval=persistence.commit_interval,
+            reactor=reactor,
+        )
+    else:
+        store = MemoryStore()
     broker = Broker(
         config.mqtt,
         clock=reactor,
