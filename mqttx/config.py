@@ -11,7 +11,7 @@ the key path and what is wrong, for example::
 
 Unknown keys are errors at every level, so a misspelt option is never
 silently ignored. Settings that belong to features of a later release
-(listener protocols other than C{mqtt}, C{tls} blocks, the C{sqlite}
+(listener protocols other than C{mqtt}, C{tls} blocks, the C{etcd}
 backend, password and ACL files) are rejected with a message saying so
 rather than accepted and ignored.
 """
@@ -625,10 +625,13 @@ class _Parser:
         )
 
     def _commit_interval(self, value: object, key: str) -> float:
-        seconds = self._seconds(value, key)
-        if not 0 < seconds <= 60:
+        # Not _seconds: its range (0 .. 3600) would be the one named for NaN,
+        # infinity or more than an hour.
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._error(key, f"expected a number of seconds, got {_describe(value)}")
+        if not 0 < value <= 60:
             raise self._error(key, f"must be more than 0 and at most 60, got {value}")
-        return seconds
+        return float(value)
 
     def _backend(self, value: object, key: str) -> str:
         backend = self._str(value, key)

@@ -73,7 +73,9 @@ class ParseTests(SynchronousTestCase):
         )
         self.assertEqual(
             config.persistence,
-            PersistenceConfig(backend="memory", path="var/mqttx.db", durability="sync"),
+            PersistenceConfig(
+                backend="sqlite", path="var/mqttx.db", durability="sync", commit_interval=1.0
+            ),
         )
         self.assertEqual(
             config.auth, AuthConfig(allow_anonymous=True, password_file=None, acl_file=None)
@@ -121,7 +123,11 @@ mqtt:
   server_moved: true
   validate_payload_format: false
   flow_control_timeout: 0.25
-persistence: {backend: memory, path: /var/lib/mqttx/db, durability: batch}
+persistence:
+  backend: memory
+  path: /var/lib/mqttx/db
+  durability: batch
+  commit_interval: 0.25
 auth: {allow_anonymous: false, password_file: null, acl_file: null}
 logging: {level: debug, format: json}
 """
@@ -153,7 +159,7 @@ logging: {level: debug, format: json}
                     validate_payload_format=False,
                     flow_control_timeout=0.25,
                 ),
-                persistence=PersistenceConfig("memory", "/var/lib/mqttx/db", "batch"),
+                persistence=PersistenceConfig("memory", "/var/lib/mqttx/db", "batch", 0.25),
                 auth=AuthConfig(allow_anonymous=False),
                 logging=LoggingConfig(level="debug", format="json"),
             ),
@@ -195,11 +201,15 @@ class ExampleTests(SynchronousTestCase):
     def test_example_loads(self) -> None:
         """
         The example loads, listens on 127.0.0.1:1883 only, keeps state in
-        memory and lets anonymous clients in.
+        SQLite under C{var/}, acknowledging only what is on disk, and lets
+        anonymous clients in.
         """
         config = load_config(EXAMPLE)
         self.assertEqual(config.listeners, DEFAULT_LISTENERS)
-        self.assertEqual(config.persistence.backend, "memory")
+        self.assertEqual(
+            config.persistence,
+            PersistenceConfig(backend="sqlite", path="var/mqttx.db", durability="sync"),
+        )
         self.assertTrue(config.auth.allow_anonymous)
 
     def test_example_documents_every_key(self) -> None:
@@ -505,18 +515,26 @@ listeners:
 
     # Persistence, auth, logging.
 
+    def test_backends(self) -> None:
+        """
+        The sqlite and memory backends are available.
+        """
+        for backend in ("sqlite", "memory"):
+            config = parse_config(f"persistence: {{backend: {backend}}}", SOURCE)
+            self.assertEqual(config.persistence.backend, backend)
+
     def test_later_backends(self) -> None:
         """
-        The sqlite and etcd backends are refused as not available yet.
+        The etcd backend is refused as not available yet, naming those that
+        are.
         """
-        for backend in ("sqlite", "etcd"):
-            self.assertRejected(
-                f"persistence: {{backend: {backend}}}",
-                "persistence.backend",
-                f"'{backend}'",
-                "not available yet",
-                "available: memory",
-            )
+        self.assertRejected(
+            "persistence: {backend: etcd}",
+            "persistence.backend",
+            "'etcd'",
+            "not available yet",
+            "available: sqlite, memory",
+        )
 
     def test_unknown_backend(self) -> None:
         """
@@ -535,6 +553,43 @@ listeners:
             "persistence.durability",
             "expected one of: sync, batch, got 'async'",
         )
+
+    def test_commit_interval(self) -> None:
+        """
+        C{persistence.commit_interval} takes whole or fractional seconds,
+        more than 0 and at most 60.
+        """
+        for value, seconds in [("1", 1.0), ("0.005", 0.005), ("60", 60.0), ("2.5", 2.5)]:
+            config = parse_config(f"persistence: {{commit_interval: {value}}}", SOURCE)
+            self.assertEqual(config.persistence.commit_interval, seconds)
+            self.assertIsInstance(config.persistence.commit_interval, float)
+
+    def test_commit_interval_rejected(self) -> None:
+        """
+        Anything but a number of seconds in (0, 60] is refused, naming the
+        key: strings, booleans, nulls, lists, 0, negatives, more than 60,
+        NaN and infinity.
+        """
+        for value, message in [
+            ("'1'", "expected a number of seconds, got '1'"),
+            ("true", "expected a number of seconds, got true"),
+            ("null", "expected a number of seconds, got null"),
+            ("[1]", "expected a number of seconds, got a list"),
+            ("0", "must be more than 0 and at most 60, got 0"),
+            ("0.0", "must be more than 0 and at most 60, got 0.0"),
+            ("-1", "must be more than 0 and at most 60, got -1"),
+            ("61", "must be more than 0 and at most 60, got 61"),
+            ("60.001", "must be more than 0 and at most 60, got 60.001"),
+            ("3601", "must be more than 0 and at most 60, got 3601"),
+            (".nan", "must be more than 0 and at most 60, got nan"),
+            (".inf", "must be more than 0 and at most 60, got inf"),
+            ("-.inf", "must be more than 0 and at most 60, got -inf"),
+        ]:
+            self.assertRejected(
+                f"persistence: {{commit_interval: {value}}}",
+                "persistence.commit_interval",
+                message,
+            )
 
     def test_password_and_acl_files_not_available(self) -> None:
         """
