@@ -8,6 +8,8 @@ from __future__ import annotations
 import gc
 import io
 import json
+import os
+import random
 import signal
 import sys
 from collections.abc import Callable
@@ -42,6 +44,8 @@ from mqttx.service import (
     tune_gc,
 )
 from mqttx.store.memory import MemoryStore
+from mqttx.store.sqlite import SQLiteStore
+from mqttx.store.writer import GroupCommitWriter
 from mqttx.transports.mqtt import MQTTServerFactory
 
 EXAMPLE = FilePath(__file__).parent().parent().descendant(["etc", "mqttx.yaml"])
@@ -52,6 +56,10 @@ listeners:
   - {name: first, protocol: mqtt, endpoint: "tcp:18830:interface=127.0.0.1"}
   - {name: second, protocol: mqtt, endpoint: "tcp:18831:interface=127.0.0.1"}
 """
+
+# Without it, the real components would make a SQLite database in the
+# working directory.
+IN_MEMORY = "persistence: {backend: memory}\n"
 
 
 def two_listeners(extra: str = "") -> Config:
@@ -203,7 +211,7 @@ class MakeServiceTests(SynchronousTestCase):
         it, serving MQTT with the real broker and store.
         """
         reactor = MemoryReactorClock()
-        service = makeService(self.options(TWO_LISTENERS), reactor)
+        service = makeService(self.options(TWO_LISTENERS + IN_MEMORY), reactor)
         self.assertIsInstance(service, MQTTXService)
         assert isinstance(service, MQTTXService)
         self.assertEqual([s.name for s in service], ["first", "second"])
@@ -222,7 +230,7 @@ class MakeServiceTests(SynchronousTestCase):
         Building the service opens no port.
         """
         reactor = MemoryReactorClock()
-        makeService(self.options(TWO_LISTENERS), reactor)
+        makeService(self.options(TWO_LISTENERS + IN_MEMORY), reactor)
         self.assertEqual(reactor.tcpServers, [])
 
     def test_sigterm_handler_once_running(self) -> None:
@@ -231,7 +239,7 @@ class MakeServiceTests(SynchronousTestCase):
         (the reactor installs its own as it starts).
         """
         reactor = MemoryReactorClock()
-        makeService(self.options(TWO_LISTENERS), reactor)
+        makeService(self.options(TWO_LISTENERS + IN_MEMORY), reactor)
         self.assertEqual(len(reactor.whenRunningHooks), 1)
 
     def test_sigterm_stops_reactor(self) -> None:
@@ -240,7 +248,7 @@ class MakeServiceTests(SynchronousTestCase):
         (safe from a signal handler), and is logged.
         """
         reactor = ThreadCallReactor()
-        makeService(self.options(TWO_LISTENERS), reactor)
+        makeService(self.options(TWO_LISTENERS + IN_MEMORY), reactor)
         self.addCleanup(signal.signal, signal.SIGTERM, signal.getsignal(signal.SIGTERM))
         [(hook, args, kwargs)] = reactor.whenRunningHooks
         hook(*args, **kwargs)
@@ -253,13 +261,33 @@ class MakeServiceTests(SynchronousTestCase):
         self.assertTrue(reactor.hasStopped)
         self.assertEqual([e.get("event_id") for e in events], ["service.sigterm"])
 
+    def test_unusable_database(self) -> None:
+        """
+        A database file that is not SQLite (random bytes, text) stops the
+        start with L{SystemExit} and one line naming it, and is left as it
+        was: never reset.
+        """
+        path = FilePath(self.mktemp())
+        text = b"persistence: {backend: sqlite}\n" * 100
+        for content in (random.Random(5).randbytes(8192), text):
+            path.setContent(content)
+            options = self.options(TWO_LISTENERS + f"persistence: {{path: '{path.path}'}}\n")
+            with self.assertRaises(SystemExit) as caught:
+                makeService(options, MemoryReactorClock())
+            message = caught.exception.code
+            assert isinstance(message, str)
+            self.assertTrue(message.startswith(f"mqttx: {path.path}: "), message)
+            self.assertIn("not a usable mqttx database", message)
+            self.assertNotIn("\n", message)
+            self.assertEqual(path.getContent(), content)
+
     def test_real_components_start_and_stop(self) -> None:
         """
         With the real broker and store, the service starts listening on each
         listener's address and stops cleanly.
         """
         reactor = MemoryReactorClock()
-        service = makeService(self.options(TWO_LISTENERS), reactor)
+        service = makeService(self.options(TWO_LISTENERS + IN_MEMORY), reactor)
         with capturedLogs() as events:
             service.startService()
         self.assertEqual(
@@ -272,6 +300,22 @@ class MakeServiceTests(SynchronousTestCase):
         ids = [e.get("event_id") for e in events]
         self.assertIn("broker.stopped", ids)
         self.assertEqual(ids[-1], "service.stopped")
+
+    def test_real_sqlite_start_and_stop(self) -> None:
+        """
+        With the SQLite store, the service starts and stops cleanly, and
+        stopping closes the database: no write-ahead log is left beside it.
+        """
+        directory = FilePath(self.mktemp())
+        path = directory.child("mqttx.db")
+        options = self.options(TWO_LISTENERS + f"persistence: {{path: '{path.path}'}}\n")
+        service = makeService(options, MemoryReactorClock())
+        assert isinstance(service, MQTTXService)
+        self.assertIsInstance(service.store, SQLiteStore)
+        with capturedLogs():
+            service.startService()
+            self.successResultOf(service.stopService())
+        self.assertEqual(directory.listdir(), ["mqttx.db"])
 
 
 class LogFileTests(SynchronousTestCase):
@@ -610,7 +654,7 @@ class BuildComponentsTests(SynchronousTestCase):
         factories serve that broker under the listener's name.
         """
         reactor = MemoryReactorClock()
-        config = two_listeners("mqtt: {max_inflight: 7}\n")
+        config = two_listeners("mqtt: {max_inflight: 7}\n" + IN_MEMORY)
         components = build_components(config, reactor)
         self.assertIsInstance(components.store, MemoryStore)
         broker = components.broker
@@ -621,6 +665,38 @@ class BuildComponentsTests(SynchronousTestCase):
         assert isinstance(factory, MQTTServerFactory)
         self.assertIs(factory.broker, broker)
         self.assertEqual(factory.listener, "second")
+
+    def test_sqlite_store(self) -> None:
+        """
+        With the sqlite backend, the store is a L{SQLiteStore} on the
+        configured file, its folder created on demand, committing in a
+        writer thread of the reactor.
+        """
+        path = FilePath(self.mktemp()).child("var").child("mqttx.db")
+        config = two_listeners(
+            f"persistence: {{backend: sqlite, path: '{path.path}', durability: batch}}\n"
+        )
+        components = build_components(config, MemoryReactorClock())
+        store = components.store
+        assert isinstance(store, SQLiteStore)
+        self.addCleanup(store.close)
+        self.assertEqual(str(store.path), path.path)
+        self.assertTrue(path.isfile())
+        self.assertIsInstance(store.writer, GroupCommitWriter)
+
+    def test_sqlite_is_the_default(self) -> None:
+        """
+        Without a C{persistence} section, the store is SQLite at
+        C{var/mqttx.db} under the working directory.
+        """
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(directory.path)
+        store = build_components(two_listeners(), MemoryReactorClock()).store
+        assert isinstance(store, SQLiteStore)
+        self.addCleanup(store.close)
+        self.assertTrue(directory.descendant(["var", "mqttx.db"]).isfile())
 
 
 class GarbageCollectorTests(SynchronousTestCase):

@@ -234,6 +234,39 @@ class BadConfigTests(SynchronousTestCase):
         """
         self.run_bad(None, "cannot read the file: No such file or directory")
 
+    def test_corrupt_database(self) -> None:
+        """
+        A database file that is not one stops the broker with status 1 and
+        one line on standard error naming the file, which is left as it was;
+        no port is opened.
+        """
+        port = free_port()
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        database = directory.child("mqttx.db")
+        content = random.Random(5).randbytes(8192)
+        database.setContent(content)
+        config = directory.child("mqttx.yaml")
+        config.setContent(
+            (
+                "listeners:\n"
+                f'  - {{name: m, protocol: mqtt, endpoint: "tcp:{port}:interface=127.0.0.1"}}\n'
+                f"persistence: {{backend: sqlite, path: '{database.path}'}}\n"
+            ).encode()
+        )
+        twistd = TwistdProcess(
+            self, [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", config.path]
+        )
+        status = twistd.wait(START_TIMEOUT)
+        self.assertEqual(status, 1, twistd.stdout + twistd.stderr)
+        self.assertNotIn("Traceback", twistd.stdout + twistd.stderr)
+        [problem] = twistd.stderr.splitlines()
+        self.assertTrue(problem.startswith(f"mqttx: {database.path}: "), problem)
+        self.assertIn("not a usable mqttx database", problem)
+        self.assertEqual(database.getContent(), content)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+
     def test_port_in_use(self) -> None:
         """
         A port that cannot be bound stops the broker with a critical line
