@@ -8,15 +8,26 @@ from __future__ import annotations
 import io
 import os
 from contextlib import redirect_stderr
+from pathlib import Path
 
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from mqttx import __version__
 from mqttx.cli import main
+from mqttx.store.sqlite import SQLiteStore
+from mqttx.store.tools import stats
+from tests.store.test_tools import NOT_A_DATABASE, filled
 
 CHECKOUT = FilePath(__file__).parent().parent()
 EXAMPLE = CHECKOUT.descendant(["etc", "mqttx.yaml"])
+
+
+def run_cli(*argv: str) -> tuple[int, str, str]:
+    """Run C{mqttx ARGV}: its exit status, standard output and error."""
+    out, err = io.StringIO(), io.StringIO()
+    status = main(list(argv), out=out, err=err)
+    return status, out.getvalue(), err.getvalue()
 
 
 class CLITests(SynchronousTestCase):
@@ -25,9 +36,7 @@ class CLITests(SynchronousTestCase):
     """
 
     def run_cli(self, *argv: str) -> tuple[int, str, str]:
-        out, err = io.StringIO(), io.StringIO()
-        status = main(list(argv), out=out, err=err)
-        return status, out.getvalue(), err.getvalue()
+        return run_cli(*argv)
 
     def test_version(self) -> None:
         """
@@ -92,3 +101,155 @@ class CLITests(SynchronousTestCase):
             main(["serve"], out=io.StringIO(), err=io.StringIO())
         self.assertIn("invalid choice: 'serve'", usage.getvalue())
         self.assertEqual(caught.exception.code, 2)
+
+
+class StoreCommandTests(SynchronousTestCase):
+    """
+    C{mqttx store stats} and C{mqttx store backup} work on the database the
+    configuration names.
+    """
+
+    def setUp(self) -> None:
+        self.dir = Path(self.mktemp()).absolute()
+        self.dir.mkdir()
+        self.db = self.dir / "var" / "mqttx.db"
+        self.config = self.dir / "mqttx.yaml"
+        self.config.write_text(f"persistence: {{backend: sqlite, path: '{self.db}'}}\n")
+
+    def run_cli(self, *argv: str) -> tuple[int, str, str]:
+        return run_cli(*argv)
+
+    def test_stats(self) -> None:
+        """
+        C{mqttx store stats --config PATH} prints the counts, one
+        C{name: value} per line.
+        """
+        filled(self, self.db)
+        expected = "".join(f"{line}\n" for line in stats(self.db).lines())
+        for flag in ("--config", "-c"):
+            self.assertEqual(
+                self.run_cli("store", "stats", flag, str(self.config)), (0, expected, "")
+            )
+        self.assertIn("sessions: 2\n", expected)
+
+    def test_stats_while_open(self) -> None:
+        """
+        Stats are read while the store is open (a broker running).
+        """
+        store = SQLiteStore(self.db)
+        self.addCleanup(store.close)
+        status, out, err = self.run_cli("store", "stats", "--config", str(self.config))
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn("sessions: 0\n", out)
+
+    def test_stats_default_config(self) -> None:
+        """
+        Without C{--config}, C{etc/mqttx.yaml} is read; its relative
+        C{persistence.path} is taken from the working directory, like the
+        broker does.
+        """
+        (self.dir / "etc").mkdir()
+        (self.dir / "etc" / "mqttx.yaml").write_text("persistence: {path: var/mqttx.db}\n")
+        filled(self, self.db)
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(self.dir)
+        status, out, err = self.run_cli("store", "stats")
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual(out.splitlines()[0], f"database: {self.db}")
+
+    def assertFails(self, argv: list[str], *fragments: str) -> str:
+        """Assert that the command fails with one line on standard error."""
+        status, out, err = self.run_cli(*argv)
+        self.assertEqual((status, out), (1, ""))
+        [line] = err.splitlines()
+        self.assertTrue(err.endswith("\n"))
+        for fragment in fragments:
+            self.assertIn(fragment, line)
+        return line
+
+    def test_stats_memory_backend(self) -> None:
+        """
+        With the memory backend there is no database to look at.
+        """
+        self.config.write_text("persistence: {backend: memory}\n")
+        self.assertFails(
+            ["store", "stats", "--config", str(self.config)],
+            f"{self.config}: persistence.backend is 'memory'",
+            "sqlite",
+        )
+
+    def test_stats_config_error(self) -> None:
+        """
+        An invalid configuration file is reported as by C{check-config}.
+        """
+        self.config.write_text("persistence: {backend: redis}\n")
+        self.assertFails(
+            ["store", "stats", "--config", str(self.config)],
+            f"{self.config}: persistence.backend: unknown backend 'redis'",
+        )
+
+    def test_stats_missing_database(self) -> None:
+        """
+        A database that does not exist is named, and not created.
+        """
+        self.assertFails(
+            ["store", "stats", "--config", str(self.config)], str(self.db), "no such database file"
+        )
+        self.assertFalse(self.db.parent.exists())
+
+    def test_stats_unusable_database(self) -> None:
+        """
+        A file that is not an mqttx database is named, and left alone.
+        """
+        self.db.parent.mkdir()
+        self.db.write_bytes(NOT_A_DATABASE)
+        self.assertFails(
+            ["store", "stats", "--config", str(self.config)],
+            str(self.db),
+            "not a usable mqttx database",
+        )
+        self.assertEqual(self.db.read_bytes(), NOT_A_DATABASE)
+
+    def test_backup(self) -> None:
+        """
+        C{mqttx store backup TARGET} copies the database and says what it
+        wrote; the copy holds the same data.
+        """
+        filled(self, self.db)
+        target = self.dir / "copy.db"
+        status, out, err = self.run_cli(
+            "store", "backup", str(target), "--config", str(self.config)
+        )
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual(out, f"{target}: {target.stat().st_size} bytes, copied from {self.db}\n")
+        self.assertEqual(stats(target).lines()[1:-1], stats(self.db).lines()[1:-1])
+
+    def test_backup_refused(self) -> None:
+        """
+        An existing target or a missing folder is refused with one line; so
+        is a configuration without a sqlite database.
+        """
+        filled(self, self.db)
+        self.assertFails(
+            ["store", "backup", str(self.db), "--config", str(self.config)], "already exists"
+        )
+        missing = self.dir / "nowhere" / "copy.db"
+        self.assertFails(
+            ["store", "backup", str(missing), "--config", str(self.config)], "no such directory"
+        )
+        self.config.write_text("persistence: {backend: memory}\n")
+        self.assertFails(
+            ["store", "backup", str(self.dir / "copy.db"), "--config", str(self.config)],
+            "persistence.backend is 'memory'",
+        )
+        self.assertFalse((self.dir / "copy.db").exists())
+
+    def test_usage_errors(self) -> None:
+        """
+        C{store} needs a subcommand, and C{backup} a target.
+        """
+        for argv in (["store"], ["store", "backup"], ["store", "vacuum"]):
+            with self.assertRaises(SystemExit) as caught, redirect_stderr(io.StringIO()) as usage:
+                main(argv, out=io.StringIO(), err=io.StringIO())
+            self.assertEqual(caught.exception.code, 2)
+            self.assertIn("usage: mqttx store", usage.getvalue())
