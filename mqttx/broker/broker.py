@@ -647,11 +647,16 @@ class Broker:
         """
         writes = self._writes
         tail = session.ack_tail
-        if tail is None and not writes:
+        if writes:
+            # Writes already done (the memory store's, batch durability's)
+            # need no waiting; failed ones do, to fail the acknowledgement.
+            waits = [d for d in writes if not d.called or isinstance(d.result, Failure)]
+            writes.clear()
+        else:
+            waits = []
+        if tail is None and not waits:
             link.send(ack)
             return
-        waits = list(writes)
-        writes.clear()
         if tail is not None:
             waits.append(tail)
         done: Deferred[None] = gatherResults(waits, consumeErrors=True).addCallback(

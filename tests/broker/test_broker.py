@@ -7,7 +7,7 @@ retained messages, subscriptions and shutdown.
 
 from __future__ import annotations
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail, succeed
 
 from mqttx.broker.broker import NEVER_EXPIRES
 from mqttx.broker.state import Delivery
@@ -1275,9 +1275,18 @@ class _SlowStore(MemoryStore):
     def __init__(self) -> None:
         super().__init__()
         self.pending: list[Deferred[None]] = []
+        #: Whether the next queue write fails (or succeeds) at once.
+        self.fail_next = False
+        self.done_next = False
 
     def add_queued(self, client_id: str, delivery: Delivery) -> Deferred[None]:
         super().add_queued(client_id, delivery)
+        if self.fail_next:
+            self.fail_next = False
+            return fail(OSError("disk full"))
+        if self.done_next:
+            self.done_next = False
+            return succeed(None)
         d: Deferred[None] = Deferred()
         self.pending.append(d)
         return d
@@ -1327,6 +1336,23 @@ class DurableAcknowledgementTests(BrokerTestCase):
         self.slow.pending[0].errback(OSError("disk full"))
         self.assertClosedWith(pub, ReasonCode.UNSPECIFIED_ERROR)
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
+    def test_write_failed_at_once_is_not_acknowledged(self) -> None:
+        """
+        A store write that has already failed when the store returns it is
+        waited for like any other: no acknowledgement, the connection is
+        closed; writes already done are not waited for.
+        """
+        self._offline_subscriber()
+        pub = self.connect_client("pub", 5)
+        self.slow.fail_next = True
+        pub.send(Publish("t", b"1", 1, packet_id=1))
+        self.assertClosedWith(pub, ReasonCode.UNSPECIFIED_ERROR)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+        pub = self.connect_client("pub2", 5)
+        self.slow.done_next = True
+        pub.send(Publish("t", b"2", 1, packet_id=2))
+        self.assertEqual(pub.received(), [PubAck(2)])
 
     def test_no_store_writes_acknowledge_at_once(self) -> None:
         """Without persistent subscribers nothing waits: PUBACK follows at once."""
