@@ -19,6 +19,7 @@ from zope.interface import implementer
 from mqttx.broker.auth import EnhancedAuthentication
 from mqttx.broker.broker import Broker
 from mqttx.broker.session import SLOW_CONSUMER_BYTES, Session
+from mqttx.mqtt._wire import REASON_CODES
 from mqttx.mqtt.aliases import OutboundTopicAliases
 from mqttx.mqtt.codec import encode
 from mqttx.mqtt.connection import AuthPhase, Connection
@@ -27,6 +28,8 @@ from mqttx.mqtt.packet_type import PacketType, ProtocolVersion
 from mqttx.mqtt.packets import Auth, ConnAck, Connect, Disconnect, Packet
 from mqttx.mqtt.properties import Properties
 from mqttx.mqtt.reason_codes import ConnackReturnCode, ReasonCode
+
+_DISCONNECT_CODES = REASON_CODES[PacketType.DISCONNECT]
 
 #: Seconds a new connection has to send CONNECT.
 CONNECT_TIMEOUT = 10.0
@@ -81,7 +84,9 @@ class MQTTServerProtocol(Protocol):
         self._reading_paused = False
         self._held = False
         self._measurable = False
-        self._unflushed = True
+        self._direct = False
+        #: Bytes written during the read being handled, sent at its end.
+        self._outbox: list[bytes] | None = None
         self.authentication: EnhancedAuthentication | None = None
         config = broker.config
         self._conn = Connection(
@@ -110,13 +115,23 @@ class MQTTServerProtocol(Protocol):
             # algorithm behind earlier unacknowledged bytes: latency.
             no_delay(True)
         t = self.transport
-        self._measurable = all(hasattr(t, a) for a in ("dataBuffer", "offset", "_tempDataLen", "doWrite"))
-        # Only transports that can be flushed join the flush list.
-        self._unflushed = not self._measurable
+        self._measurable = all(hasattr(t, a) for a in ("dataBuffer", "offset", "_tempDataLen"))
+        # Twisted's TCP transports: what one read causes is sent by _flush.
+        self._direct = self._measurable and hasattr(t, "socket")
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self._timer = self._clock.callLater(CONNECT_TIMEOUT, self._connect_timeout)
 
     def dataReceived(self, data: bytes) -> None:
+        global _reading
+        _reading = True
+        try:
+            self._received(data)
+        finally:
+            _reading = False
+            if _unflushed:
+                _flush()
+
+    def _received(self, data: bytes) -> None:
         if self._closing:
             # Closed (taken over, shut down, refused): its session may belong
             # to another connection already.
@@ -145,8 +160,6 @@ class MQTTServerProtocol(Protocol):
                 event_id="broker.error",
             )
             self.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
-        if _unflushed:
-            _flush()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         for call in (self._timer, self._abort_call):
@@ -189,19 +202,37 @@ class MQTTServerProtocol(Protocol):
     # The broker's side (ClientLink).
 
     def write(self, data: bytes) -> None:
-        """Write encoded packets."""
-        assert self.transport is not None
-        self.transport.write(data)
-        if not self._unflushed:
-            self._unflushed = True
+        """
+        Write encoded packets. While a read is handled, bytes for a TCP
+        connection with nothing waiting in Twisted's buffer are kept and
+        sent by L{_flush} when the read is done: at once, not when the
+        reactor next polls, and without Twisted registering and then
+        unregistering the socket for writing.
+        """
+        outbox = self._outbox
+        if outbox is not None:
+            outbox.append(data)
+            return
+        t: Any = self.transport
+        if _reading and self._direct and not t._tempDataLen and t.offset == len(t.dataBuffer):
+            self._outbox = [data]
             _unflushed.append(self)
+            return
+        t.write(data)
 
     def send(self, packet: Packet) -> None:
         """Encode and write one packet."""
         data = self._conn.send(packet)
         if data:
+            self.write(data)
+
+    def _spill(self) -> None:
+        """Hand what the outbox holds to the transport, ahead of later writes."""
+        outbox = self._outbox
+        if outbox is not None:
+            self._outbox = None
             assert self.transport is not None
-            self.transport.write(data)
+            self.transport.write(b"".join(outbox))
 
     def waiting(self) -> int:
         """
@@ -270,6 +301,7 @@ class MQTTServerProtocol(Protocol):
         if self.authentication is not None:
             # Nothing more of an exchange in progress is sent.
             self.authentication.abandon()
+        self._spill()
         data = self._conn.disconnect(reason_code, reason_string)
         if data:
             self.transport.write(data)
@@ -444,12 +476,18 @@ class MQTTServerProtocol(Protocol):
             # enhanced authentication too [MQTT-4.12.0-4], as closing the
             # connection abandons the exchange: no other CONNACK follows.
             self._refuse_connect(error)
-        self.close(error.reason_code, error.detail)
+        code = error.reason_code
+        if code not in _DISCONNECT_CODES:
+            # Only CONNACK carries it (0x84 for a second CONNECT of an
+            # unknown level): a second CONNECT is a Protocol Error [MQTT-3.1.0-2].
+            code = ReasonCode.PROTOCOL_ERROR
+        self.close(code, error.detail)
 
     def _refuse_connect(self, error: MalformedPacket) -> None:
         level = self._conn.announced_level
         if level is None or self.transport is None:
             return
+        self._spill()
         if level == ProtocolVersion.MQTT_5:
             refusal = ConnAck(False, error.reason_code, Properties(reason_string=error.detail))
             self.transport.write(encode(refusal, ProtocolVersion.MQTT_5))
@@ -459,7 +497,9 @@ class MQTTServerProtocol(Protocol):
             self.transport.write(b"\x20\x02\x00\x01")
 
 
-#: Connections written to since the last flush (see L{_flush}).
+#: Whether a read is being handled (see L{MQTTServerProtocol.write}).
+_reading = False
+#: Connections with bytes in their outbox.
 _unflushed: list[MQTTServerProtocol] = []
 
 
@@ -469,18 +509,30 @@ def _flush() -> None:
     the reactor next polls, after every other ready connection was read and
     handled, which holds a message back by the time it takes to handle
     everything that arrived with it (S4's latency). Flushing once per read
-    still coalesces what one read fans out to each subscriber.
+    still coalesces what one read fans out to each subscriber. What the
+    socket does not take, and any error, is left to Twisted.
     """
     protocols = _unflushed[:]
     del _unflushed[:]
     for protocol in protocols:
-        protocol._unflushed = False
+        outbox = protocol._outbox
+        if outbox is None:
+            continue  # Spilled by a close.
+        protocol._outbox = None
+        data = b"".join(outbox) if len(outbox) > 1 else outbox[0]
         t: Any = protocol.transport
-        # A transport closing sends its last bytes and closes through the
-        # reactor, which handles doWrite's result; a failed send is left
-        # for the reactor to find again, as it stays registered for writing.
-        if t is not None and t.connected and not t.disconnecting and (t._tempDataLen or t.dataBuffer):
-            t.doWrite()
+        if not t.connected or t.disconnecting or t._tempDataLen or t.offset != len(t.dataBuffer):
+            t.write(data)
+            continue
+        try:
+            sent = t.socket.send(data)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            # Twisted meets the error again on its own send and closes.
+            sent = 0
+        if sent < len(data):
+            t.write(data[sent:])
 
 
 def _disconnect(broker: Broker, session: Session, packet: Disconnect) -> None:

@@ -36,6 +36,7 @@ from mqttx.mqtt.packets import (
     Will,
 )
 from mqttx.mqtt.properties import Properties
+from mqttx.mqtt.reason_codes import ReasonCode
 from mqttx.transports.mqtt import ABORT_TIMEOUT, CONNECT_TIMEOUT
 from tests.helpers import BrokerTestCase, FakeClient
 from tests.strategies import LEVELS, packets
@@ -432,6 +433,18 @@ class MalformedInputTests(BrokerTestCase):
         client.send_bytes(b"\xf0\x00")
         self.assertClosedWith(client, 0x82)
 
+    def test_second_connect_of_unknown_level(self) -> None:
+        """
+        A second CONNECT is a Protocol Error [MQTT-3.1.0-2], also when its
+        protocol level is unknown: DISCONNECT 0x82, not 0x84, which only
+        CONNACK may carry.
+        """
+        client = self.connect_client("c", 5)
+        data = bytearray(encode(Connect("c", 5, "MQTT"), 5))
+        data[8] = 6  # The protocol level, after the fixed header and "MQTT".
+        client.send_bytes(bytes(data))
+        self.assertClosedWith(client, ReasonCode.PROTOCOL_ERROR)
+
 
 class CloseTests(BrokerTestCase):
     """
@@ -612,11 +625,33 @@ class BackPressureTests(BrokerTestCase):
         self.assertEqual(self.sub.received(), [])
 
 
-class FlushableTransport(StringTransport):
+class FakeSocket:
     """
-    A L{StringTransport} with the parts of Twisted's C{FileDescriptor}
-    that flushing uses: what waits to be sent, and C{doWrite}, which here
-    records that it was called and sends everything.
+    The socket of a L{DirectTransport}: takes up to C{room} bytes per
+    send (all when C{None}), or raises C{error}; what it takes reaches the
+    peer (the transport's C{value()}).
+    """
+
+    def __init__(self, transport: StringTransport) -> None:
+        self._transport = transport
+        self.sends: list[bytes] = []
+        self.room: int | None = None
+        self.error: OSError | None = None
+
+    def send(self, data: bytes) -> int:
+        if self.error is not None:
+            raise self.error
+        taken = data if self.room is None else data[: self.room]
+        self.sends.append(taken)
+        self._transport.io.write(taken)
+        return len(taken)
+
+
+class DirectTransport(StringTransport):
+    """
+    A L{StringTransport} with the parts of Twisted's TCP transport that
+    direct sending uses: its socket, and how much waits in its buffer
+    (what went through C{write}, which the test empties with L{drained}).
     """
 
     def __init__(self, peerAddress: IPv4Address) -> None:
@@ -625,7 +660,7 @@ class FlushableTransport(StringTransport):
         self.offset = 0
         self._tempDataLen = 0
         self.connected = True
-        self.flushes: list[int] = []
+        self.socket = FakeSocket(self)
 
     def write(self, data: bytes) -> None:
         super().write(data)
@@ -635,71 +670,112 @@ class FlushableTransport(StringTransport):
         super().loseConnection()
         self.disconnecting = True
 
-    def doWrite(self) -> None:
-        self.flushes.append(self._tempDataLen)
+    def drained(self) -> None:
+        """The reactor sent what waited in Twisted's buffer."""
         self._tempDataLen = 0
 
 
-class FlushTests(BrokerTestCase):
+class DirectSendTests(BrokerTestCase):
     """
-    Deliveries are sent at the end of handling the read that caused them,
-    not when the reactor next polls: the latency of S4.
+    What a read causes is sent when the read is handled, straight to the
+    socket, not when the reactor next polls: the latency of S4.
     """
 
     def open_connection(self, level: int = 4) -> FakeClient:
         self._ports += 1
         addr = IPv4Address("TCP", "127.0.0.1", self._ports)
         proto = self.factory.buildProtocol(addr)
-        transport = FlushableTransport(addr)
+        transport = DirectTransport(addr)
         proto.makeConnection(transport)
         return FakeClient(proto, transport, level)
 
     def setUp(self) -> None:
         super().setUp()
-        self.sub = self.connect_client("sub")
+        self.sub = self.connect_client("sub", 5)
         self.sub.subscribe("t", qos=1)
         self.pub = self.connect_client("pub")
-        self.sub_transport = cast(FlushableTransport, self.sub.transport)
-        self.pub_transport = cast(FlushableTransport, self.pub.transport)
-        # CONNACK and SUBACK were left to the reactor, which is not running.
-        self.sub_transport.doWrite()
-        self.sub_transport.flushes.clear()
+        self.sub_transport = cast(DirectTransport, self.sub.transport)
+        self.pub_transport = cast(DirectTransport, self.pub.transport)
+        self.sub_transport.socket.sends.clear()
 
-    def test_one_flush_per_read(self) -> None:
+    def test_one_send_per_read(self) -> None:
         """
-        What the packets of one read deliver to a subscriber is sent in one
-        go when the read is handled.
+        What the packets of one read deliver to a subscriber goes out in one
+        send when the read is handled, Twisted's buffer untouched.
         """
         one = encode(Publish("t", b"1", 0, False, False, None), 4)
         self.pub.send_bytes(one + encode(Publish("t", b"2", 0, False, False, None), 4))
-        self.assertEqual(self.sub_transport.flushes, [2 * len(one)])
+        self.assertEqual(len(self.sub_transport.socket.sends), 1)
+        self.assertEqual(self.sub_transport._tempDataLen, 0)
         self.pub.send_bytes(one)
-        self.assertEqual(self.sub_transport.flushes, [2 * len(one), len(one)])
+        self.assertEqual(len(self.sub_transport.socket.sends), 2)
         self.assertEqual([p.payload for p in self.sub.publishes()], [b"1", b"2", b"1"])
 
-    def test_acknowledgements_left_to_the_reactor(self) -> None:
+    def test_acknowledgement_sent_after_deliveries(self) -> None:
         """
-        Acknowledgements are not flushed: deliveries go first, and the
-        reactor sends the PUBACK when it next polls.
+        The PUBACK a read causes is sent in the same way, after the
+        delivery it acknowledges was sent.
         """
-        self.pub_transport.flushes.clear()
+        self.pub_transport.socket.sends.clear()
         self.pub.publish("t", b"m", 1)
-        self.assertEqual(self.pub_transport.flushes, [])
-        self.assertIsInstance(self.pub.expect(PubAck), PubAck)
-        self.assertEqual(len(self.sub_transport.flushes), 1)
+        self.assertEqual(self.pub.received(), [PubAck(1)])
+        self.assertEqual(len(self.pub_transport.socket.sends), 1)
+        self.assertEqual([p.payload for p in self.sub.publishes()], [b"m"])
 
-    def test_closing_connection_not_flushed(self) -> None:
+    def test_rest_of_a_partial_send_goes_to_twisted(self) -> None:
         """
-        A connection that is closing is left to the reactor, which sends
-        its last bytes and then closes it.
+        What the socket does not take is written to Twisted's buffer, in
+        order; while bytes wait there, later writes queue behind them.
         """
-        self.sub_transport.disconnecting = True
-        self.pub.publish("t", b"m", 0)
-        self.assertEqual(self.sub_transport.flushes, [])
-        self.sub_transport.disconnecting = False
-        self.sub_transport.connected = False
-        self.pub.publish("t", b"m", 0)
-        self.assertEqual(self.sub_transport.flushes, [])
+        self.sub_transport.socket.room = 3
+        self.pub.publish("t", b"payload", 0)
+        self.assertEqual(len(self.sub_transport.socket.sends), 1)
+        self.assertGreater(self.sub_transport._tempDataLen, 0)
+        self.pub.publish("t", b"second", 0)
+        self.assertEqual(len(self.sub_transport.socket.sends), 1)
+        self.assertEqual([p.payload for p in self.sub.publishes()], [b"payload", b"second"])
+
+    def test_socket_errors_left_to_twisted(self) -> None:
+        """A send that would block or fails leaves everything to Twisted's buffer."""
+        for error in (BlockingIOError(), ConnectionResetError()):
+            self.sub_transport.drained()
+            self.sub_transport.socket.error = error
+            self.pub.publish("t", b"m", 0)
+            self.assertGreater(self.sub_transport._tempDataLen, 0)
+        self.assertEqual([p.payload for p in self.sub.publishes()], [b"m", b"m"])
+
+    def test_close_during_a_read_keeps_order(self) -> None:
+        """
+        If handling a read closes the connection, what the read sent before
+        goes out ahead of the DISCONNECT: here a retained PUBLISH where
+        retain is not available (0x9A) behind one the client gets itself.
+        """
+        self.use_config(retain_available=False)
+        sub = self.connect_client("sub", 5)
+        sub.subscribe("t", qos=1)
+        own = encode(Publish("t", b"own", 0, False, False, None), 5)
+        sub.send_bytes(own + encode(Publish("t", b"kept", 0, True, False, None), 5))
+        packets = sub.received()
+        self.assertEqual([type(p) for p in packets], [Publish, Disconnect])
+        self.assertEqual(cast(Disconnect, packets[1]).reason_code, ReasonCode.RETAIN_NOT_SUPPORTED)
+
+    def test_writes_outside_a_read_go_to_twisted(self) -> None:
+        """
+        Writes that no read caused (a will published by a timer) take
+        Twisted's usual path: sent when the reactor polls.
+        """
+        client = self.connect_client(
+            "w",
+            5,
+            will=Will("t", b"bye", properties=Properties(will_delay_interval=5)),
+            properties=Properties(session_expiry_interval=60),
+        )
+        client.drop()
+        self.sub_transport.drained()
+        self.clock.advance(5)
+        self.assertEqual(self.sub_transport.socket.sends, [])
+        self.assertGreater(self.sub_transport._tempDataLen, 0)
+        self.assertEqual([p.payload for p in self.sub.publishes()], [b"bye"])
 
 
 class PropertiesOnTheWireTests(BrokerTestCase):
