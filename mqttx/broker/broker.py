@@ -10,13 +10,14 @@ L{mqttx.transports.mqtt}); it answers through the same link.
 from __future__ import annotations
 
 import secrets
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import replace
 from functools import partial
 from random import Random
 from typing import TYPE_CHECKING, Protocol
 
-from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -59,7 +60,7 @@ from .replies import (
 )
 from .retained import RetainedIndex
 from .router import Router
-from .session import Counters, FrameCache, Session, SessionLink
+from .session import Counters, FrameCache, PendingAck, Session, SessionLink
 from .shared import STRATEGIES
 from .state import SharedDelivery, StoredSession, SubscriptionEntry
 
@@ -646,43 +647,56 @@ class Broker:
         [MQTT-4.6.0-3]: in the order the messages arrived).
         """
         writes = self._writes
-        tail = session.ack_tail
+        queue = session.acks
+        waits: list[Deferred[None]] = []
         if writes:
-            # Writes already done (the memory store's, batch durability's)
-            # need no waiting; failed ones do, to fail the acknowledgement.
-            waits = [d for d in writes if not d.called or isinstance(d.result, Failure)]
+            last = None
+            for d in writes:
+                # Writes already done (the memory store's, batch durability's)
+                # need no waiting; failed ones do, to fail the acknowledgement.
+                if d is not last and (not d.called or isinstance(d.result, Failure)):
+                    waits.append(d)
+                last = d
             writes.clear()
-        else:
-            waits = []
-        if tail is None and not waits:
+        if not waits and not queue:
             link.send(ack)
             return
-        if tail is not None:
-            waits.append(tail)
-        done: Deferred[None] = gatherResults(waits, consumeErrors=True).addCallback(
-            self._ack_ready, session, link, ack
-        )
-        done.addErrback(self._ack_failed, session, link)
-        if not done.called:
-            session.ack_tail = done
-            done.addCallback(_forget_tail, session, done)
+        entry = PendingAck(ack, link, len(waits))
+        queue.append(entry)
+        for d in waits:
+            d.addCallbacks(
+                self._write_done, self._write_failed, callbackArgs=(session, entry), errbackArgs=(session, entry)
+            )
+        if not waits:
+            self._send_acks(session)
 
-    def _ack_ready(self, _: object, session: Session, link: SessionLink, ack: PubAck | PubRec) -> None:
-        if session.link is link:
-            link.send(ack)
+    def _write_done(self, result: object, session: Session, entry: PendingAck) -> None:
+        entry.waiting -= 1
+        if not entry.waiting:
+            self._send_acks(session)
 
-    def _ack_failed(self, failure: Failure, session: Session, link: SessionLink) -> None:
-        # Unacknowledged, the message will be sent again by the client.
-        if isinstance(failure.value, FirstError):
-            failure = failure.value.subFailure
-        self.log.failure(
-            "store write failed for a message from {client_id!r}",
-            failure,
-            client_id=session.client_id,
-            event_id="store.write_failed",
-        )
-        if session.link is link:
+    def _write_failed(self, failure: Failure, session: Session, entry: PendingAck) -> None:
+        # Unacknowledged, the message will be sent again by the client: on
+        # another connection, so this one's pending acknowledgements go too.
+        link = entry.link
+        if session.link is link and not entry.failed:
+            self.log.failure(
+                "store write failed for a message from {client_id!r}",
+                failure,
+                client_id=session.client_id,
+                event_id="store.write_failed",
+            )
+            session.acks = deque(e for e in session.acks if e.link is not link)
             link.close(ReasonCode.UNSPECIFIED_ERROR)
+        entry.failed = True
+
+    def _send_acks(self, session: Session) -> None:
+        """Send the acknowledgements at the head of the queue whose writes are done."""
+        queue = session.acks
+        while queue and not queue[0].waiting:
+            entry = queue.popleft()
+            if session.link is entry.link and not entry.failed:
+                entry.link.send(entry.ack)
 
     def route(self, message: Message) -> int:
         """
@@ -925,8 +939,3 @@ class Broker:
         """PINGREQ gets PINGRESP [MQTT-3.12.4-1]."""
         if session.link is not None:
             session.link.send(PingResp())
-
-
-def _forget_tail(result: None, session: Session, done: Deferred[None]) -> None:
-    if session.ack_tail is done:
-        session.ack_tail = None

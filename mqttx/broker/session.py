@@ -82,6 +82,18 @@ FrameCache = dict[
 _PID_BYTES = [i.to_bytes(2, "big") for i in range(65536)]
 
 
+class PendingAck:
+    """An acknowledgement waiting for C{waiting} store writes to be done."""
+
+    __slots__ = ("ack", "failed", "link", "waiting")
+
+    def __init__(self, ack: Packet, link: SessionLink, waiting: int) -> None:
+        self.ack = ack
+        self.link = link
+        self.waiting = waiting
+        self.failed = False
+
+
 class Counters:
     """Plain counters for the metrics collector, read at scrape time."""
 
@@ -142,8 +154,8 @@ class Session:
         self.disconnected_at: float | None = None
         #: Whether the store holds a record of this session.
         self.stored = False
-        #: The last acknowledgement still waiting for store writes, if any.
-        self.ack_tail: Deferred[None] | None = None
+        #: PUBACK/PUBREC waiting for store writes, in arrival order.
+        self.acks: deque[PendingAck] = deque()
         #: Whether messages of shared subscriptions were given to it, which
         #: may have to move to another member when its connection ends.
         self.shared = False

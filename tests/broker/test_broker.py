@@ -1337,6 +1337,21 @@ class DurableAcknowledgementTests(BrokerTestCase):
         self.assertClosedWith(pub, ReasonCode.UNSPECIFIED_ERROR)
         self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
 
+    def test_failed_write_drops_later_acknowledgements(self) -> None:
+        """
+        Once a message's store write fails, the connection closes and the
+        messages behind it are not acknowledged on it either, even when
+        their writes succeed: the client sends them all again.
+        """
+        self._offline_subscriber()
+        pub = self.connect_client("pub", 5)
+        pub.send(Publish("t", b"1", 1, packet_id=1), Publish("t", b"2", 1, packet_id=2))
+        first, second = self.slow.pending
+        first.errback(OSError("disk full"))
+        second.callback(None)
+        self.assertClosedWith(pub, ReasonCode.UNSPECIFIED_ERROR)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
+
     def test_write_failed_at_once_is_not_acknowledged(self) -> None:
         """
         A store write that has already failed when the store returns it is
