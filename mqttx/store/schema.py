@@ -140,7 +140,7 @@ def _prepare(conn: sqlite3.Connection, path: Path, synchronous: str, check: bool
 
 
 def _has_foreign_tables(conn: sqlite3.Connection) -> bool:
-    return conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] > 0
+    return bool(conn.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0] > 0)
 
 
 def migrate(conn: sqlite3.Connection, version: int, migrations: Sequence[Sequence[str]] = MIGRATIONS) -> None:

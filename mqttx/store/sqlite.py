@@ -141,6 +141,10 @@ class SQLiteStore:
         thread (tests and tools).
     @raise StoreError: if the database cannot be used (see
         L{mqttx.store.schema.connect}).
+
+    Call L{load} before writing: it tells the store which sessions and
+    message rows the file holds. Message writes for a session not stored
+    are ignored, as by L{mqttx.store.memory.MemoryStore}.
     """
 
     def __init__(
@@ -175,6 +179,7 @@ class SQLiteStore:
         self._messages: dict[int, _Ref] = {}
         self._unreferenced: set[int] = set()
         self._held: dict[str, _Held] = {}
+        self._stored: set[str] = set()
         self._next_row = 1
         self._closed = False
 
@@ -194,6 +199,7 @@ class SQLiteStore:
     def _read(self, conn: sqlite3.Connection) -> StoreSnapshot:
         self._messages.clear()
         self._held.clear()
+        self._stored.clear()
         by_row: dict[int, Message] = {}
         for row, topic, payload, qos, retain, props, origin, expires_at in conn.execute(
             "SELECT id, topic, payload, qos, retain, properties, origin, expires_at FROM messages"
@@ -207,6 +213,10 @@ class SQLiteStore:
             "SELECT client_id, seq, message_id, qos, retain, subscription_ids, share_group"
             " FROM queued ORDER BY client_id, seq"
         ):
+            if row not in by_row:
+                # Its message row went with a failed commit: nothing to deliver.
+                self._ops.append((_DELETE_QUEUED, (cid, seq)))
+                continue
             delivery = self._delivery(by_row[row], seq, qos, retain, ids, group)
             queued.setdefault(cid, []).append(delivery)
             self._hold(cid).queued[seq] = id(delivery.message)
@@ -215,6 +225,9 @@ class SQLiteStore:
             "SELECT client_id, packet_id, seq, message_id, qos, retain, subscription_ids, share_group,"
             " released FROM inflight ORDER BY client_id, seq"
         ):
+            if row not in by_row:
+                self._ops.append((_DELETE_INFLIGHT, (cid, pid)))
+                continue
             delivery = self._delivery(by_row[row], seq, qos, retain, ids, group)
             inflight.setdefault(cid, []).append(InflightEntry(pid, delivery, bool(released)))
             self._hold(cid).inflight[pid] = id(delivery.message)
@@ -228,6 +241,7 @@ class SQLiteStore:
         ):
             record = self._record(row)
             cid = record.client_id
+            self._stored.add(cid)
             sessions.append(
                 StoredSession(
                     record,
@@ -259,7 +273,8 @@ class SQLiteStore:
         return SharedDelivery(seq, message, qos, bool(retain), _unids(ids), group=group)
 
     def _record(self, row: tuple[Any, ...]) -> SessionRecord:
-        (cid, level, expiry, disconnected_at, subs, w_topic, w_payload, w_qos, w_retain, w_props, w_expires, will_at) = row
+        (cid, level, expiry, disconnected_at, subs) = row[:5]
+        (w_topic, w_payload, w_qos, w_retain, w_props, w_expires, will_at) = row[5:]
         will = None
         if w_topic is not None:
             will = Message(w_topic, w_payload, w_qos, bool(w_retain), _unprops(w_props), cid, w_expires)
@@ -274,11 +289,14 @@ class SQLiteStore:
     # Writing.
 
     def save_session(self, record: SessionRecord) -> Deferred[None]:
+        self._stored.add(record.client_id)
         will = record.will
         if will is None:
             will_columns: tuple[Any, ...] = (None,) * 6
         else:
-            will_columns = (will.topic, will.payload, will.qos, int(will.retain), _props(will.properties), will.expires_at)
+            will_columns = (
+                will.topic, will.payload, will.qos, int(will.retain), _props(will.properties), will.expires_at
+            )
         self._ops.append(
             (
                 _PUT_SESSION,
@@ -296,6 +314,7 @@ class SQLiteStore:
         return self._written()
 
     def delete_session(self, client_id: str) -> Deferred[None]:
+        self._stored.discard(client_id)
         for statement in _DELETE_SESSION:
             self._ops.append((statement, (client_id,)))
         held = self._held.pop(client_id, None)
@@ -305,6 +324,8 @@ class SQLiteStore:
         return self._written()
 
     def add_queued(self, client_id: str, delivery: Delivery) -> Deferred[None]:
+        if client_id not in self._stored:
+            return self._written()
         message = delivery.message
         row = self._keep(message)
         held = self._hold(client_id)
@@ -314,7 +335,15 @@ class SQLiteStore:
         self._ops.append(
             (
                 _INSERT_QUEUED,
-                (client_id, delivery.seq, row, delivery.qos, int(delivery.retain), _ids(delivery.subscription_ids), group),
+                (
+                    client_id,
+                    delivery.seq,
+                    row,
+                    delivery.qos,
+                    int(delivery.retain),
+                    _ids(delivery.subscription_ids),
+                    group,
+                ),
             )
         )
         if old is not None:
@@ -330,6 +359,8 @@ class SQLiteStore:
         return self._written()
 
     def put_inflight(self, client_id: str, entry: InflightEntry) -> Deferred[None]:
+        if client_id not in self._stored:
+            return self._written()
         delivery = entry.delivery
         message = delivery.message
         row = self._keep(message)
@@ -366,6 +397,8 @@ class SQLiteStore:
         return self._written()
 
     def add_inbound_qos2(self, client_id: str, packet_id: int) -> Deferred[None]:
+        if client_id not in self._stored:
+            return self._written()
         self._ops.append((_ADD_QOS2, (client_id, packet_id)))
         return self._written()
 
@@ -377,7 +410,14 @@ class SQLiteStore:
         self._ops.append(
             (
                 _PUT_RETAINED,
-                (message.topic, message.payload, message.qos, _props(message.properties), message.origin, message.expires_at),
+                (
+                    message.topic,
+                    message.payload,
+                    message.qos,
+                    _props(message.properties),
+                    message.origin,
+                    message.expires_at,
+                ),
             )
         )
         return self._written()

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.store.test_memory -*-
 """
 Tests for L{mqttx.store.memory}: the L{IStore} contract, and a broker
-restarted on the same store.
+restarted on the same store. The contract and restart tests are mixins, run
+against every store (see L{tests.store.test_sqlite}).
 """
 
 from __future__ import annotations
@@ -33,8 +34,9 @@ def delivery(seq: int, payload: bytes = b"m", qos: int = 1) -> Delivery:
 
 if TYPE_CHECKING:
     _TestCase = SynchronousTestCase
+    _BrokerTestCase = BrokerTestCase
 else:
-    _TestCase = object
+    _TestCase = _BrokerTestCase = object
 
 
 class StoreContractMixin(_TestCase):
@@ -78,7 +80,8 @@ class StoreContractMixin(_TestCase):
             600,
             (SubscriptionEntry("a/#", 1), SubscriptionEntry("b", 2, no_local=True, subscription_id=4)),
             disconnected_at=12.5,
-            will=Message("will", b"w", 1, True),
+            # A will's origin is its session's client id (will_message).
+            will=Message("will", b"w", 1, True, origin="c1"),
             will_at=40.0,
         )
         results = [
@@ -147,6 +150,18 @@ class StoreContractMixin(_TestCase):
         self.store.delete_session("ghost")
         self.assertEqual(self._load().sessions, ())
 
+    def test_writes_for_unknown_session_not_kept(self) -> None:
+        """
+        Message writes for a session that is not stored are not kept for a
+        session of that client id saved later, which starts empty.
+        """
+        self.store.add_queued("ghost", delivery(1))
+        self.store.put_inflight("ghost", InflightEntry(1, delivery(2)))
+        self.store.add_inbound_qos2("ghost", 1)
+        self.store.save_session(SessionRecord("ghost", 4, 100))
+        [stored] = self._load().sessions
+        self.assertEqual((stored.queued, stored.inflight, stored.inbound_qos2), ((), (), ()))
+
     def test_retained(self) -> None:
         """
         A retained message is stored per topic, replaced by the next one for
@@ -183,17 +198,26 @@ class MemoryStoreTests(StoreContractMixin, SynchronousTestCase):
         return MemoryStore()
 
 
-class BrokerRestartTests(BrokerTestCase):
+class BrokerRestartMixin(_BrokerTestCase):
     """
     A broker stopped with L{Broker.shutdown} and a new one started on the
-    same store carry on where the first left off.
+    same store carry on where the first left off; mixed into a
+    L{BrokerTestCase} whose C{reopen_store} gives what the new broker reads.
     """
+
+    def reopen_store(self) -> IStore:
+        """The store a restarted broker uses, given the stopped one's C{self.store}."""
+        raise NotImplementedError
+
+    def _start_again(self) -> None:
+        self.store = self.reopen_store()
+        self._build()
 
     def _restart(self) -> None:
         d = self.broker.shutdown()
         self.assertIsNone(self.successResultOf(d))
         self.assertEqual(self.clock.getDelayedCalls(), [])
-        self._build()
+        self._start_again()
 
     def test_queued_messages_survive_restart(self) -> None:
         """
@@ -211,7 +235,7 @@ class BrokerRestartTests(BrokerTestCase):
         pending = self.broker.shutdown()
         pub.finish_close()
         self.successResultOf(pending)
-        self._build()
+        self._start_again()
         self.assertIn("sub", self.broker.sessions)
         sub = self.connect_client("sub", 5, clean_start=False, properties=props)
         assert sub.connack is not None
@@ -246,7 +270,7 @@ class BrokerRestartTests(BrokerTestCase):
         pending = self.broker.shutdown()
         pub.finish_close()
         self.successResultOf(pending)
-        self._build()
+        self._start_again()
         sub = self.connect_client("sub", 4, clean_start=False)
         self.assertEqual(sub.connack, ConnAck(True, 0))
         *resent, queued = sub.received()
@@ -319,7 +343,16 @@ class BrokerRestartTests(BrokerTestCase):
         sub.drop()
         self.successResultOf(self.broker.shutdown())
         self.clock.advance(50)
-        self._build()
+        self._start_again()
         self.assertNotIn("dying", self.broker.sessions)
         sub = self.connect_client("sub", 5, clean_start=False, properties=Properties(session_expiry_interval=1000))
         self.assertEqual([(p.topic, p.payload) for p in sub.publishes()], [("will", b"late")])
+
+
+class BrokerRestartTests(BrokerRestartMixin, BrokerTestCase):
+    """
+    A broker restarted on the same L{MemoryStore} object carries on.
+    """
+
+    def reopen_store(self) -> IStore:
+        return self.store
