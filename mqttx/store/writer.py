@@ -115,6 +115,7 @@ class GroupCommitWriter:
         self._cond = threading.Condition()
         self._pending: list[tuple[list[Op], list[Deferred[None]]]] = []
         self._closing = False
+        self._failed: BaseException | None = None
         self._closed: Deferred[None] = Deferred()
         self._thread: threading.Thread | None = None
 
@@ -122,6 +123,9 @@ class GroupCommitWriter:
         with self._cond:
             if self._closing:
                 raise RuntimeError("store writer closed")
+            if self._failed is not None:
+                _fire(waiters, self._failed)
+                return
             self._pending.append((ops, waiters))
             self._cond.notify()
         if self._thread is None:
@@ -141,8 +145,13 @@ class GroupCommitWriter:
         try:
             conn = self._connect()
             self._loop(conn)
-        except BaseException as e:  # pragma: no cover - the thread must report, not die silently
-            self._reactor.callFromThread(self._crashed, e)
+        except BaseException as e:
+            # Cannot go on (the file cannot be opened any more, say): fail
+            # what waits and what comes, rather than leave it waiting.
+            with self._cond:
+                self._failed = e
+                batch, self._pending = self._pending, []
+            self._reactor.callFromThread(self._crashed, e, [d for _, ds in batch for d in ds])
         finally:
             if conn is not None:
                 conn.close()
@@ -184,5 +193,6 @@ class GroupCommitWriter:
             )
         _fire(waiters, error)
 
-    def _crashed(self, error: BaseException) -> None:  # pragma: no cover
+    def _crashed(self, error: BaseException, waiters: list[Deferred[None]]) -> None:
         self.log.error("store writer stopped: {error}", error=repr(error), event_id="store.writer_failed")
+        _fire(waiters, error)

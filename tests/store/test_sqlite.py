@@ -726,6 +726,31 @@ class GroupCommitTests(TestCase):
         return Deferred.fromCoroutine(run())
 
 
+    def test_writer_that_cannot_open_fails_waiters(self) -> Deferred[None]:
+        """
+        If the writer thread cannot open the database, what was submitted
+        errbacks, and so does what is submitted later: nothing waits for
+        ever (an acknowledgement would).
+        """
+
+        def opener() -> sqlite3.Connection:
+            raise sqlite3.OperationalError("unable to open database file")
+
+        writer = GroupCommitWriter(opener, reactor)
+        self.addCleanup(writer.close)
+
+        async def run() -> None:
+            first: Deferred[None] = Deferred()
+            writer.submit([("SELECT 1", ())], [first])
+            await self.assertFailure(first, sqlite3.OperationalError)
+            later: Deferred[None] = Deferred()
+            writer.submit([("SELECT 1", ())], [later])
+            await self.assertFailure(later, sqlite3.OperationalError)
+            self.assertEqual(len(self.flushLoggedErrors()), 0)
+
+        return Deferred.fromCoroutine(run())
+
+
 def _next_turn() -> Deferred[None]:
     d: Deferred[None] = Deferred()
     reactor.callLater(0, d.callback, None)
