@@ -324,30 +324,9 @@ class SQLiteStore:
         return self._written()
 
     def add_queued(self, client_id: str, delivery: Delivery) -> Deferred[None]:
-        if client_id not in self._stored:
-            return self._written()
-        message = delivery.message
-        row = self._keep(message)
-        held = self._hold(client_id)
-        old = held.queued.get(delivery.seq)
-        held.queued[delivery.seq] = id(message)
-        group = delivery.group if isinstance(delivery, SharedDelivery) else None
-        self._ops.append(
-            (
-                _INSERT_QUEUED,
-                (
-                    client_id,
-                    delivery.seq,
-                    row,
-                    delivery.qos,
-                    int(delivery.retain),
-                    _ids(delivery.subscription_ids),
-                    group,
-                ),
-            )
-        )
-        if old is not None:
-            self._release(old)
+        if client_id in self._stored:
+            columns = self._place(self._hold(client_id).queued, delivery.seq, delivery)
+            self._ops.append((_INSERT_QUEUED, (client_id, *columns)))
         return self._written()
 
     def remove_queued(self, client_id: str, seq: int) -> Deferred[None]:
@@ -359,33 +338,10 @@ class SQLiteStore:
         return self._written()
 
     def put_inflight(self, client_id: str, entry: InflightEntry) -> Deferred[None]:
-        if client_id not in self._stored:
-            return self._written()
-        delivery = entry.delivery
-        message = delivery.message
-        row = self._keep(message)
-        held = self._hold(client_id)
-        old = held.inflight.get(entry.packet_id)
-        held.inflight[entry.packet_id] = id(message)
-        group = delivery.group if isinstance(delivery, SharedDelivery) else None
-        self._ops.append(
-            (
-                _PUT_INFLIGHT,
-                (
-                    client_id,
-                    entry.packet_id,
-                    delivery.seq,
-                    row,
-                    delivery.qos,
-                    int(delivery.retain),
-                    _ids(delivery.subscription_ids),
-                    group,
-                    int(entry.released),
-                ),
-            )
-        )
-        if old is not None:
-            self._release(old)
+        if client_id in self._stored:
+            pid = entry.packet_id
+            columns = self._place(self._hold(client_id).inflight, pid, entry.delivery)
+            self._ops.append((_PUT_INFLIGHT, (client_id, pid, *columns, int(entry.released))))
         return self._written()
 
     def remove_inflight(self, client_id: str, packet_id: int) -> Deferred[None]:
@@ -435,6 +391,23 @@ class SQLiteStore:
         return self.writer.close()
 
     # Internals.
+
+    def _place(self, slots: dict[int, int], slot: int, delivery: Delivery) -> tuple[Any, ...]:
+        """
+        Make C{slots[slot]} (a queue position or packet id) hold
+        C{delivery}'s message, releasing what it held before.
+
+        @return: the delivery's columns: seq, message row, QoS, RETAIN,
+            subscription identifiers, shared subscription.
+        """
+        message = delivery.message
+        row = self._keep(message)
+        old = slots.get(slot)
+        slots[slot] = id(message)
+        if old is not None:
+            self._release(old)
+        group = delivery.group if isinstance(delivery, SharedDelivery) else None
+        return (delivery.seq, row, delivery.qos, int(delivery.retain), _ids(delivery.subscription_ids), group)
 
     def _keep(self, message: Message) -> int:
         """Count one more reference to C{message}, storing it first if new."""
