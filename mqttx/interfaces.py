@@ -140,3 +140,27 @@ class IAuthenticationExchange(Interface):
             0x00) or an C{AuthFailure} (a reason code), all from
             L{mqttx.broker.auth}.
         """
+
+
+class IClientAccess(Interface):
+    """
+    What one connected client may do with topics, as an L{IAuthorizer}
+    decided for its username and client identifier. Checked on the broker's
+    paths, so implementations answer from caches once a topic is known.
+    """
+
+    def can_publish(topic: str) -> bool:
+        """Whether the client may publish to the topic name C{topic}."""
+
+    def can_subscribe(filter: str) -> bool:
+        """Whether the client may subscribe to the topic filter C{filter}."""
+
+    def can_read(topic: str) -> bool:
+        """Whether a message published to C{topic} may be delivered to the client."""
+
+
+class IAuthorizer(Interface):
+    """Decides which topics clients may publish to, subscribe to and receive."""
+
+    def for_client(client_id: str, username: str | None) -> IClientAccess:
+        """The access of a client admitted with C{client_id} and C{username}."""
