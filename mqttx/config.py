@@ -52,7 +52,7 @@ MIN_PACKET_SIZE = 64
 _UINT16 = 65_535
 _UINT32 = 4_294_967_295
 
-_LISTENER_PROTOCOLS = ("mqtt",)
+_LISTENER_PROTOCOLS = ("mqtt", "metrics")
 _LATER_LISTENER_PROTOCOLS = {
     "mqtt-ws": "MQTT over WebSocket",
     "http": "the HTTP bridge",
@@ -108,7 +108,8 @@ class ListenerConfig:
 
     @ivar name: unique among the listeners; names the listener's service,
         its log lines and metrics.
-    @ivar protocol: what is spoken on it; C{"mqtt"} in this release.
+    @ivar protocol: what is spoken on it: C{"mqtt"}, or C{"metrics"}
+        (Prometheus metrics over HTTP at C{/metrics}).
     @ivar endpoint: a Twisted stream server endpoint string, such as
         C{"tcp:1883:interface=127.0.0.1"}.
     """
@@ -150,6 +151,8 @@ class MQTTConfig:
         them both ways.
     @ivar keepalive_max: the cap, in seconds, on a client's keep alive; 0
         accepts what the client asks for.
+    @ivar sys_interval: seconds between publications of the C{$SYS} topics
+        (retained); 0 turns them off.
     @ivar maximum_qos: the highest QoS clients may publish and subscribe
         with (MQTT 5 Maximum QoS); 3.1.1 subscriptions are granted at most it.
     @ivar wildcard_subscriptions: whether C{+} and C{#} filters are allowed.
@@ -181,6 +184,7 @@ class MQTTConfig:
     shared_subscriptions: bool = True
     topic_alias_maximum: int = 64
     keepalive_max: int = 0
+    sys_interval: int = 10
     maximum_qos: int = 2
     wildcard_subscriptions: bool = True
     subscription_identifiers: bool = True
@@ -576,6 +580,7 @@ class _Parser:
             keepalive_max=self._get(
                 section, "mqtt", "keepalive_max", d.keepalive_max, integer(0, _UINT16)
             ),
+            sys_interval=self._get(section, "mqtt", "sys_interval", d.sys_interval, integer(0, 86_400)),
             maximum_qos=self._get(section, "mqtt", "maximum_qos", d.maximum_qos, integer(0, 2)),
             wildcard_subscriptions=self._get(
                 section, "mqtt", "wildcard_subscriptions", d.wildcard_subscriptions, self._bool

@@ -50,6 +50,7 @@ from mqttx.auth.anonymous import NoUserDatabase
 from mqttx.broker.broker import Broker
 from mqttx.config import Config, ConfigError, ListenerConfig, LoggingConfig, load_config
 from mqttx.interfaces import IStore
+from mqttx.metrics import metrics_site
 from mqttx.store.memory import MemoryStore
 from mqttx.store.sqlite import SQLiteStore, StoreError
 from mqttx.transports.mqtt import MQTTServerFactory
@@ -248,10 +249,13 @@ def build_components(config: Config, reactor: Any) -> Components:
         clock=reactor,
         store=store,
         node_name=config.node.name,
+        sys_topics=True,
         authenticator=NoUserDatabase(config.auth.allow_anonymous),
     )
 
     def factory_for(listener: ListenerConfig) -> IProtocolFactory:
+        if listener.protocol == "metrics":
+            return metrics_site(broker, store)
         return MQTTServerFactory(broker, clock=reactor, listener=listener.name)
 
     return Components(store=store, broker=broker, factory_for=factory_for)

@@ -63,12 +63,19 @@ from .router import Router
 from .session import Counters, FrameCache, PendingAck, Session, SessionLink
 from .shared import STRATEGIES
 from .state import SharedDelivery, StoredSession, SubscriptionEntry
+from .stats import CONNECT_ACCEPTED, ListenerStats
+from .systopics import SYS_PREFIX, SysTopics
 
 if TYPE_CHECKING:
     from mqttx.config import MQTTConfig
 
 #: The largest value of a four-byte session expiry: the session never ends.
 NEVER_EXPIRES = 0xFFFFFFFF
+
+#: CONNACK refusals counted as authentication failures.
+_AUTH_FAILURES = frozenset(
+    {ReasonCode.BAD_USER_NAME_OR_PASSWORD, ReasonCode.NOT_AUTHORIZED, ReasonCode.BAD_AUTHENTICATION_METHOD}
+)
 
 
 class ClientLink(SessionLink, Protocol):
@@ -102,6 +109,9 @@ class Broker:
         methods offered, each under its C{name}; none by default.
     @param random: the random source of the C{random} shared subscription
         strategy; a new L{Random} by default.
+    @param sys_topics: whether to publish the C{$SYS} topics every
+        C{config.sys_interval} seconds from L{start} to L{shutdown} (off by
+        default, so a broker built for a test publishes only what it is told).
     """
 
     log = Logger()
@@ -116,6 +126,7 @@ class Broker:
         authenticator: IAuthenticator | None = None,
         random: Random | None = None,
         authentication_methods: Iterable[IAuthenticationMethod] = (),
+        sys_topics: bool = False,
     ) -> None:
         self.config = config
         self.node_name = node_name
@@ -135,10 +146,29 @@ class Broker:
         self._pick = STRATEGIES[config.shared_subscription_strategy]
         self._stopping = False
         self.messages_received = 0
+        #: Observability (read at scrape time, see L{mqttx.metrics}):
+        #: PUBLISH received by QoS, their payload bytes by QoS, clients
+        #: connected now and at most, CONNECTs refused for their credentials
+        #: or authentication, and each listener's counters.
+        self.received_qos = [0, 0, 0]
+        self.received_bytes_qos = [0, 0, 0]
+        self.clients_connected = 0
+        self.clients_maximum = 0
+        self.auth_failures = 0
+        self.listener_stats: dict[str, ListenerStats] = {}
+        #: Publishes the $SYS topics from start to shutdown, unless off.
+        self.sys_topics = SysTopics(self, clock, config.sys_interval) if sys_topics and config.sys_interval else None
         # Store writes caused by the PUBLISH being handled: its
         # acknowledgement waits for them (see IStore).
         self._writes: list[Deferred[None]] = []
         self.flow = FlowControl(clock, config.flow_control_timeout)
+
+    def stats_for(self, listener: str) -> ListenerStats:
+        """The counters of the listener named C{listener}, created on first use."""
+        stats = self.listener_stats.get(listener)
+        if stats is None:
+            stats = self.listener_stats[listener] = ListenerStats()
+        return stats
 
     # Lifecycle.
 
@@ -167,6 +197,8 @@ class Broker:
             retained=len(self.retained),
             event_id="broker.started",
         )
+        if self.sys_topics is not None:
+            self.sys_topics.start()
 
     def _restore(self, stored: StoredSession, now: float) -> Session | None:
         """Rebuild a stored session; return it if it has already expired."""
@@ -208,6 +240,8 @@ class Broker:
 
     async def _shutdown(self) -> None:
         self._stopping = True
+        if self.sys_topics is not None:
+            self.sys_topics.stop()
         closing = [
             s.link.close(ReasonCode.SERVER_SHUTTING_DOWN)
             for s in list(self.sessions.values())
@@ -343,8 +377,15 @@ class Broker:
             code=code,
             client_id=connect.client_id,
             peer=link.peer,
+            listener=link.listener,
+            protocol_level=connect.protocol_level,
+            username=connect.username,
+            reason=code.name.lower(),
             event_id="connect.refused",
         )
+        self.stats_for(link.listener).connects[code.name.lower()] += 1
+        if code in _AUTH_FAILURES:
+            self.auth_failures += 1
         if connect.protocol_level == ProtocolVersion.MQTT_5:
             if properties.reason_string is None:
                 properties = replace(properties, reason_string=describe(code) or None)
@@ -370,6 +411,7 @@ class Broker:
             # which loses its will as any abnormal end would.
             old = existing.link
             existing.link = None
+            self.clients_connected -= 1
             old.close(ReasonCode.SESSION_TAKEN_OVER)
             self.log.info(
                 "session {client_id!r} taken over by {peer}",
@@ -409,6 +451,10 @@ class Broker:
         )
         session.disconnected_at = None
         session.link = link
+        self.clients_connected += 1
+        if self.clients_connected > self.clients_maximum:
+            self.clients_maximum = self.clients_connected
+        self.stats_for(link.listener).connects[CONNECT_ACCEPTED] += 1
         if server_keep_alive is not None:
             link.set_keep_alive(server_keep_alive)
         if session.persistent:
@@ -431,11 +477,15 @@ class Broker:
                 )
         link.send(ConnAck(present, ReasonCode.SUCCESS, props))
         self.log.info(
-            "client {client_id!r} connected from {peer} (MQTT level {protocol_level}, session present: {present})",
+            "client {client_id!r} connected from {peer} on {listener} (MQTT level {protocol_level}, "
+            "user {username!r}, session present: {present})",
             client_id=client_id,
             peer=link.peer,
+            listener=link.listener,
             protocol_level=level,
+            username=connect.username,
             present=present,
+            reason=CONNECT_ACCEPTED,
             event_id="client.connected",
         )
         if present:
@@ -464,11 +514,7 @@ class Broker:
         if session.link is not link:
             return  # Taken over: the new connection owns the session.
         session.link = None
-        self.log.info(
-            "client {client_id!r} disconnected",
-            client_id=session.client_id,
-            event_id="client.disconnected",
-        )
+        self.clients_connected -= 1
         if session.shared and not self._stopping:
             # Section 4.8.2: what it did not acknowledge may go to another
             # member at once. (At shutdown, sessions are kept as they stand.)
@@ -556,6 +602,8 @@ class Broker:
             return
         self.messages_received += 1
         qos = packet.qos
+        self.received_qos[qos] += 1
+        self.received_bytes_qos[qos] += len(packet.payload)
         if packet.retain and not self.config.retain_available:
             # MQTT 5 section 3.3.1.3: DISCONNECT 0x9A; 3.1.1 can only close.
             link.close(ReasonCode.RETAIN_NOT_SUPPORTED)
@@ -798,7 +846,9 @@ class Broker:
         if message.payload:
             # [MQTT-3.3.1-5] Keep the last retained message of the topic.
             self.retained.set(message.topic, message)
-            self._writes.append(self._store.put_retained(message))
+            if not message.topic.startswith(SYS_PREFIX):
+                # $SYS topics describe this process: not kept across restarts.
+                self._writes.append(self._store.put_retained(message))
         elif self.retained.discard(message.topic):
             # [MQTT-3.3.1-6] [MQTT-3.3.1-7] An empty payload clears it, and
             # is not kept itself.

@@ -95,16 +95,38 @@ class PendingAck:
 
 
 class Counters:
-    """Plain counters for the metrics collector, read at scrape time."""
+    """
+    Plain counters for the metrics collector, read at scrape time.
 
-    __slots__ = ("delivered", "dropped_qos0", "dropped_queue_full", "dropped_too_large", "dropped_expired")
+    C{sent_qos0..2} count PUBLISH sent to clients by QoS (first sends, not
+    resends), C{sent_bytes_qos0..2} their size on the wire.
+    """
+
+    __slots__ = (
+        "dropped_qos0",
+        "dropped_queue_full",
+        "dropped_too_large",
+        "dropped_expired",
+        "sent_qos0",
+        "sent_qos1",
+        "sent_qos2",
+        "sent_bytes_qos0",
+        "sent_bytes_qos1",
+        "sent_bytes_qos2",
+    )
 
     def __init__(self) -> None:
-        self.delivered = 0
+        self.sent_qos0 = self.sent_qos1 = self.sent_qos2 = 0
+        self.sent_bytes_qos0 = self.sent_bytes_qos1 = self.sent_bytes_qos2 = 0
         self.dropped_qos0 = 0
         self.dropped_queue_full = 0
         self.dropped_too_large = 0
         self.dropped_expired = 0
+
+    @property
+    def delivered(self) -> int:
+        """PUBLISH sent to clients, every QoS."""
+        return self.sent_qos0 + self.sent_qos1 + self.sent_qos2
 
 
 class Session:
@@ -243,7 +265,9 @@ class Session:
                         return
                     link.paused_bytes += size
                 link.write(data)
-                self._counters.delivered += 1
+                counters = self._counters
+                counters.sent_qos0 += 1
+                counters.sent_bytes_qos0 += len(data)
             return
         self._seq += 1
         if group is None:
@@ -366,7 +390,13 @@ class Session:
             self._writes.append(self._store.put_inflight(self.client_id, entry))
         data, offset = frame
         link.write(data[:offset] + _PID_BYTES[pid] + data[offset + 2 :])
-        self._counters.delivered += 1
+        counters = self._counters
+        if delivery.qos == 1:
+            counters.sent_qos1 += 1
+            counters.sent_bytes_qos1 += len(data)
+        else:
+            counters.sent_qos2 += 1
+            counters.sent_bytes_qos2 += len(data)
         return True
 
     def drain(self) -> None:

@@ -19,6 +19,7 @@ from zope.interface import implementer
 from mqttx.broker.auth import EnhancedAuthentication
 from mqttx.broker.broker import Broker
 from mqttx.broker.session import SLOW_CONSUMER_BYTES, Session
+from mqttx.broker.stats import disconnect_reason
 from mqttx.mqtt._wire import REASON_CODES
 from mqttx.mqtt.aliases import OutboundTopicAliases
 from mqttx.mqtt.codec import encode
@@ -88,6 +89,11 @@ class MQTTServerProtocol(Protocol):
         #: Bytes written during the read being handled, sent at its end.
         self._outbox: list[bytes] | None = None
         self.authentication: EnhancedAuthentication | None = None
+        #: The CONNECT's user name, for logs.
+        self.username: str | None = None
+        #: The reason code the server closed the connection with, if it did.
+        self._close_code: int | None = None
+        self._stats = broker.stats_for(listener)
         config = broker.config
         self._conn = Connection(
             max_packet_size=config.max_packet_size,
@@ -120,10 +126,12 @@ class MQTTServerProtocol(Protocol):
         self._direct = self._measurable and hasattr(t, "socket")
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self._timer = self._clock.callLater(CONNECT_TIMEOUT, self._connect_timeout)
+        self._stats.connections_open += 1
 
     def dataReceived(self, data: bytes) -> None:
         global _reading
         _reading = True
+        self._stats.bytes_received += len(data)
         try:
             self._received(data)
         finally:
@@ -170,8 +178,11 @@ class MQTTServerProtocol(Protocol):
         if self.authentication is not None:
             self.authentication.abandon()
         session = self._session
+        if self.transport is not None:
+            self._stats.connections_open -= 1
         if session is not None:
             self._session = None
+            self._ended(session)
             try:
                 self.broker.connection_lost(session, self)
             except Exception:
@@ -209,6 +220,7 @@ class MQTTServerProtocol(Protocol):
         reactor next polls, and without Twisted registering and then
         unregistering the socket for writing.
         """
+        self._stats.bytes_sent += len(data)
         outbox = self._outbox
         if outbox is not None:
             outbox.append(data)
@@ -296,6 +308,7 @@ class MQTTServerProtocol(Protocol):
         if self._closing or self.transport is None:
             return done
         self._closing = True
+        self._close_code = reason_code
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         if self.authentication is not None:
@@ -304,12 +317,28 @@ class MQTTServerProtocol(Protocol):
         self._spill()
         data = self._conn.disconnect(reason_code, reason_string)
         if data:
+            self._stats.bytes_sent += len(data)
             self.transport.write(data)
         self.transport.loseConnection()
         self._abort_call = self._clock.callLater(ABORT_TIMEOUT, self._abort)
         return done
 
     # Internals.
+
+    def _ended(self, session: Session) -> None:
+        """Count and log the end of an admitted connection, once."""
+        reason = disconnect_reason(self._close_code)
+        self._stats.disconnects[reason] += 1
+        self.log.info(
+            "client {client_id!r} from {peer} on {listener} disconnected: {reason}",
+            client_id=session.client_id,
+            peer=self.peer,
+            listener=self.listener,
+            protocol_level=self.protocol_level,
+            username=self.username,
+            reason=reason,
+            event_id="client.disconnected",
+        )
 
     def _abort(self) -> None:
         self._abort_call = None
@@ -344,6 +373,7 @@ class MQTTServerProtocol(Protocol):
         assert isinstance(connect, Connect)
         self._backlog = packets[1:]
         self.protocol_level = connect.protocol_level
+        self.username = connect.username
         self.max_packet_size = self._conn.client_maximum_packet_size
         self.topic_aliases = self._conn.outbound_aliases
         self._update_reading()
@@ -397,6 +427,7 @@ class MQTTServerProtocol(Protocol):
         self._timer = None
         if session is not None and self._closing:
             # The connection went away while the broker decided.
+            self._ended(session)
             self.broker.connection_lost(session, self)
             return
         if session is None:
@@ -490,7 +521,9 @@ class MQTTServerProtocol(Protocol):
         self._spill()
         if level == ProtocolVersion.MQTT_5:
             refusal = ConnAck(False, error.reason_code, Properties(reason_string=error.detail))
-            self.transport.write(encode(refusal, ProtocolVersion.MQTT_5))
+            data = encode(refusal, ProtocolVersion.MQTT_5)
+            self._stats.bytes_sent += len(data)
+            self.transport.write(data)
         elif error.reason_code == ReasonCode.UNSUPPORTED_PROTOCOL_VERSION:
             # [MQTT-3.1.2-2] 3.1.1 answers an unknown level with 0x01 (a
             # 3.1.1-format CONNACK, which is what 3.1 clients also read).

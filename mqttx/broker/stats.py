@@ -1,0 +1,68 @@
+# -*- test-case-name: tests.test_metrics -*-
+"""
+Plain per-listener counters, bumped where the event happens and read at
+scrape time by L{mqttx.metrics} and the C{$SYS} publisher
+(L{mqttx.broker.systopics}); no locks, no client-library objects on the
+hot path (DESIGN.md).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from mqttx.mqtt.reason_codes import ReasonCode
+
+__all__ = ["CONNECT_ACCEPTED", "DISCONNECT_LOST", "DISCONNECT_NORMAL", "ListenerStats", "disconnect_reason"]
+
+#: The reason of an accepted CONNECT in L{ListenerStats.connects}.
+CONNECT_ACCEPTED = "success"
+#: The reason of a disconnection after the client's DISCONNECT.
+DISCONNECT_NORMAL = "client_disconnect"
+#: The reason of a connection the peer (or the network) ended without
+#: DISCONNECT.
+DISCONNECT_LOST = "connection_lost"
+
+
+class ListenerStats:
+    """
+    What happened on one listener.
+
+    @ivar connections_open: transport connections open now (CONNECT or not).
+    @ivar bytes_received: bytes read from its clients.
+    @ivar bytes_sent: bytes written to its clients.
+    @ivar connects: CONNECT outcomes by reason: C{"success"}, or the CONNACK
+        refusal's reason code name in lower case (C{"not_authorized"}).
+    @ivar disconnects: ends of admitted connections by reason:
+        C{"client_disconnect"}, C{"connection_lost"}, or the reason code the
+        server closed with (C{"keep_alive_timeout"}, C{"session_taken_over"},
+        C{"server_shutting_down"}, C{"malformed_packet"}, ...).
+    """
+
+    __slots__ = ("bytes_received", "bytes_sent", "connections_open", "connects", "disconnects")
+
+    def __init__(self) -> None:
+        self.connections_open = 0
+        self.bytes_received = 0
+        self.bytes_sent = 0
+        self.connects: Counter[str] = Counter()
+        self.disconnects: Counter[str] = Counter()
+
+
+def disconnect_reason(reason_code: int | None) -> str:
+    """
+    Name why a connection ended, for logs and metrics.
+
+    @param reason_code: the reason code the server closed it with, or
+        L{None} if the peer went away first.
+    @return: C{"connection_lost"} for L{None}, C{"client_disconnect"} for
+        0x00 (the server closes with it after the client's DISCONNECT), else
+        the reason code's name in lower case.
+    """
+    if reason_code is None:
+        return DISCONNECT_LOST
+    if reason_code == ReasonCode.SUCCESS:
+        return DISCONNECT_NORMAL
+    try:
+        return ReasonCode(reason_code).name.lower()
+    except ValueError:
+        return f"0x{reason_code:02x}"
