@@ -112,11 +112,14 @@ class ListenerConfig:
         (Prometheus metrics over HTTP at C{/metrics}).
     @ivar endpoint: a Twisted stream server endpoint string, such as
         C{"tcp:1883:interface=127.0.0.1"}.
+    @ivar allow_anonymous: whether clients without a user name may connect
+        on this listener; L{None} follows C{auth.allow_anonymous}.
     """
 
     name: str
     protocol: str
     endpoint: str
+    allow_anonymous: bool | None = None
 
 
 #: The listeners used when the configuration has no C{listeners} key.
@@ -222,10 +225,15 @@ class AuthConfig:
     """
     Who may connect.
 
-    @ivar allow_anonymous: without a password file: C{True} lets every
-        client in, C{False} nobody.
-    @ivar password_file: a user database written by C{mqttx passwd}; not
-        available in this release, so always C{None}.
+    @ivar allow_anonymous: whether clients without a user name may connect
+        (a listener's own C{allow_anonymous} overrides it). Without a
+        password file, C{True} lets every client in, C{False} nobody.
+    @ivar password_file: the user database written by C{mqttx passwd}
+        (see L{mqttx.auth.passwords}); clients that send a user name must
+        match an entry.
+    @ivar max_failures_per_minute: failed authentications allowed per source
+        address in a minute; further CONNECTs from it are refused (CONNACK
+        0x9F / 0x03) until the minute is over. 0 turns the limit off.
     @ivar acl_file: topic access rules; not available in this release, so
         always C{None}.
     """
@@ -233,6 +241,7 @@ class AuthConfig:
     allow_anonymous: bool = True
     password_file: str | None = None
     acl_file: str | None = None
+    max_failures_per_minute: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,7 +500,7 @@ class _Parser:
                 "only WebSocket (mqtt-ws) listeners take a path, and they are not "
                 "available yet in this release",
             )
-        self._known(section, prefix, ("name", "protocol", "endpoint"))
+        self._known(section, prefix, ("name", "protocol", "endpoint", "allow_anonymous"))
         for required in ("name", "protocol", "endpoint"):
             if required not in section:
                 raise self._error(_join(prefix, required), "missing (every listener needs it)")
@@ -504,7 +513,13 @@ class _Parser:
             )
         protocol = self._listener_protocol(section["protocol"], _join(prefix, "protocol"))
         endpoint = self._endpoint(section["endpoint"], _join(prefix, "endpoint"))
-        return ListenerConfig(name=name, protocol=protocol, endpoint=endpoint)
+        allow_anonymous = self._get(section, prefix, "allow_anonymous", None, self._bool)
+        return ListenerConfig(
+            name=name,
+            protocol=protocol,
+            endpoint=endpoint,
+            allow_anonymous=allow_anonymous,
+        )
 
     def _listener_protocol(self, value: object, key: str) -> str:
         protocol = self._str(value, key)
@@ -652,8 +667,12 @@ class _Parser:
 
     def _auth(self, value: object) -> AuthConfig:
         section = self._section(value, "auth")
-        self._known(section, "auth", ("allow_anonymous", "password_file", "acl_file"))
-        for later, what in (("password_file", "password files"), ("acl_file", "ACL files")):
+        self._known(
+            section,
+            "auth",
+            ("allow_anonymous", "password_file", "acl_file", "max_failures_per_minute"),
+        )
+        for later, what in (("acl_file", "ACL files"),):
             if section.get(later) is not None:
                 raise self._error(
                     _join("auth", later),
@@ -662,7 +681,15 @@ class _Parser:
         return AuthConfig(
             allow_anonymous=self._get(
                 section, "auth", "allow_anonymous", AuthConfig().allow_anonymous, self._bool
-            )
+            ),
+            password_file=self._get(section, "auth", "password_file", None, self._optional_str),
+            max_failures_per_minute=self._get(
+                section,
+                "auth",
+                "max_failures_per_minute",
+                AuthConfig().max_failures_per_minute,
+                lambda v, k: self._int(v, k, 0, 1_000_000),
+            ),
         )
 
     def _logging(self, value: object) -> LoggingConfig:

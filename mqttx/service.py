@@ -46,7 +46,8 @@ from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
 from mqttx import __version__
-from mqttx.auth.anonymous import NoUserDatabase
+from mqttx.auth.passwords import PasswordFileAuthenticator, PasswordFileError
+from mqttx.auth.setup import build_auth_limiter, build_authenticator
 from mqttx.broker.broker import Broker
 from mqttx.config import Config, ConfigError, ListenerConfig, LoggingConfig, load_config
 from mqttx.interfaces import IStore
@@ -120,8 +121,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
     try:
         return MQTTXService(options.config, reactor, log_file=_twistd_log_file(options))
-    except StoreError as e:
-        # A database that cannot be used: one line, not a traceback.
+    except (StoreError, PasswordFileError) as e:
+        # A database or password file that cannot be used: one line, not a
+        # traceback.
         raise SystemExit(f"mqttx: {e}") from e
 
 
@@ -218,11 +220,14 @@ class Components:
     @ivar store: closed last, once the broker has stopped.
     @ivar broker: started first, shut down after the listeners stop.
     @ivar factory_for: the protocol factory serving one listener.
+    @ivar password_file: the password file authenticator, if one is
+        configured; its C{reload()} re-reads the file.
     """
 
     store: _Closable
     broker: _Lifecycle
     factory_for: Callable[[ListenerConfig], IProtocolFactory]
+    password_file: PasswordFileAuthenticator | None = None
 
 
 def build_components(config: Config, reactor: Any) -> Components:
@@ -233,6 +238,8 @@ def build_components(config: Config, reactor: Any) -> Components:
     @param reactor: the reactor the broker uses as its clock.
     @return: the components for L{MQTTXService}.
     """
+    # First: a bad password file stops the start before the store opens.
+    authenticator = build_authenticator(config.auth, config.listeners, reactor)
     persistence = config.persistence
     store: IStore
     if persistence.backend == "sqlite":
@@ -250,7 +257,8 @@ def build_components(config: Config, reactor: Any) -> Components:
         store=store,
         node_name=config.node.name,
         sys_topics=True,
-        authenticator=NoUserDatabase(config.auth.allow_anonymous),
+        authenticator=authenticator,
+        auth_limiter=build_auth_limiter(config.auth, reactor),
     )
 
     def factory_for(listener: ListenerConfig) -> IProtocolFactory:
@@ -258,7 +266,12 @@ def build_components(config: Config, reactor: Any) -> Components:
             return metrics_site(broker, store)
         return MQTTServerFactory(broker, clock=reactor, listener=listener.name)
 
-    return Components(store=store, broker=broker, factory_for=factory_for)
+    return Components(
+        store=store,
+        broker=broker,
+        factory_for=factory_for,
+        password_file=authenticator if isinstance(authenticator, PasswordFileAuthenticator) else None,
+    )
 
 
 @implementer(IStreamServerEndpoint)
@@ -350,6 +363,8 @@ class MQTTXService(MultiService):
         built = components(config, reactor)
         self.store = built.store
         self.broker = built.broker
+        #: The password file authenticator (C{reload()} on SIGHUP), or None.
+        self.password_file = built.password_file
         self._listeners: list[_Listener] = []
         for listener in config.listeners:
             endpoint = _ObservedEndpoint(serverFromString(reactor, listener.endpoint))

@@ -5,8 +5,10 @@ Tests for L{mqttx.cli}, the C{mqttx} command.
 
 from __future__ import annotations
 
+import getpass
 import io
 import os
+import stat
 from contextlib import redirect_stderr
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from mqttx import __version__
+from mqttx.auth.passwords import PasswordEntry, read_password_file, verify_password
 from mqttx.cli import main
 from mqttx.store.sqlite import SQLiteStore
 from mqttx.store.tools import stats
@@ -253,3 +256,172 @@ class StoreCommandTests(SynchronousTestCase):
                 main(argv, out=io.StringIO(), err=io.StringIO())
             self.assertEqual(caught.exception.code, 2)
             self.assertIn("usage: mqttx store", usage.getvalue())
+
+
+class PasswdTests(SynchronousTestCase):
+    """
+    C{mqttx passwd} manages the password file (L{mqttx.auth.passwords}).
+    """
+
+    def setUp(self) -> None:
+        folder = self.mktemp()
+        os.mkdir(folder)
+        self.folder = folder
+        self.path = os.path.join(folder, "passwd")
+        self.prompts: list[str] = []
+        self.answers: list[str] = []
+
+        def fake_getpass(prompt: str = "Password: ", stream: object = None) -> str:
+            self.prompts.append(prompt)
+            return self.answers.pop(0)
+
+        self.patch(getpass, "getpass", fake_getpass)
+
+    def run_cli(self, *argv: str) -> tuple[int, str, str]:
+        return run_cli("passwd", "--iterations", "1000", *argv)
+
+    def users(self) -> dict[str, PasswordEntry]:
+        return read_password_file(self.path)
+
+    def assertVerifies(self, user: str, password: str) -> None:
+        self.assertTrue(verify_password(self.users()[user], password.encode()))
+
+    def test_create_prompts_twice(self) -> None:
+        """
+        C{mqttx passwd -c FILE USER} asks for the password twice and
+        creates the file with the user's hash, mode 0600; the password is
+        never printed.
+        """
+        self.answers = ["s3cret!", "s3cret!"]
+        status, out, err = self.run_cli("-c", self.path, "alice")
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual(out, f"{self.path}: added user 'alice'\n")
+        self.assertEqual(self.prompts, ["Password for alice: ", "Reenter password: "])
+        self.assertVerifies("alice", "s3cret!")
+        self.assertEqual(self.users()["alice"].iterations, 1000)
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
+        with open(self.path) as f:
+            self.assertNotIn("s3cret!", f.read())
+
+    def test_mismatch(self) -> None:
+        """
+        If the two answers differ, nothing is written and the status is 1.
+        """
+        self.answers = ["one", "two"]
+        status, out, err = self.run_cli("-c", self.path, "alice")
+        self.assertEqual((status, out), (1, ""))
+        self.assertIn("do not match", err)
+        self.assertFalse(os.path.exists(self.path))
+
+    def test_add_update_batch(self) -> None:
+        """
+        C{mqttx passwd -b FILE USER PASSWORD} adds a user to an existing
+        file, or changes the password of one already there, keeping the
+        others and comments.
+        """
+        self.assertEqual(self.run_cli("-c", "-b", self.path, "alice", "a1")[0], 0)
+        with open(self.path, "a") as f:
+            f.write("# comment\n")
+        status, out, _ = self.run_cli("-b", self.path, "bob", "b1")
+        self.assertEqual((status, out), (0, f"{self.path}: added user 'bob'\n"))
+        status, out, _ = self.run_cli("-b", self.path, "alice", "a2")
+        self.assertEqual((status, out), (0, f"{self.path}: updated the password of user 'alice'\n"))
+        self.assertVerifies("alice", "a2")
+        self.assertVerifies("bob", "b1")
+        with open(self.path) as f:
+            lines = f.read().splitlines()
+        self.assertEqual([line.partition(":")[0] for line in lines], ["alice", "# comment", "bob"])
+
+    def test_add_interactive(self) -> None:
+        """
+        C{mqttx passwd FILE USER} prompts, and adds the user.
+        """
+        self.run_cli("-c", "-b", self.path, "alice", "a1")
+        self.answers = ["b1", "b1"]
+        self.assertEqual(self.run_cli(self.path, "bob")[0], 0)
+        self.assertVerifies("bob", "b1")
+
+    def test_add_needs_file(self) -> None:
+        """
+        Without C{-c}, the file must exist.
+        """
+        status, out, err = self.run_cli("-b", self.path, "alice", "a")
+        self.assertEqual((status, out), (1, ""))
+        self.assertIn("cannot read the password file", err)
+
+    def test_delete(self) -> None:
+        """
+        C{mqttx passwd -D FILE USER} removes the user; an unknown user is
+        an error.
+        """
+        self.run_cli("-c", "-b", self.path, "alice", "a1")
+        self.run_cli("-b", self.path, "bob", "b1")
+        self.assertEqual(
+            self.run_cli("-D", self.path, "alice"), (0, f"{self.path}: deleted user 'alice'\n", "")
+        )
+        self.assertEqual(sorted(self.users()), ["bob"])
+        status, _, err = self.run_cli("-D", self.path, "alice")
+        self.assertEqual(status, 1)
+        self.assertIn("no user 'alice'", err)
+
+    def test_hash_plain_file(self) -> None:
+        """
+        C{mqttx passwd -U FILE} hashes every plain C{user:password} line in
+        place, leaving hashed lines and comments as they are.
+        """
+        self.run_cli("-c", "-b", self.path, "alice", "a1")
+        with open(self.path, "a") as f:
+            f.write("# plain ones\nbob:b:with:colons\ncarol:$notahash\n")
+        os.chmod(self.path, 0o644)
+        status, out, err = self.run_cli("-U", self.path)
+        self.assertEqual((status, out, err), (0, f"{self.path}: hashed 2 passwords\n", ""))
+        self.assertVerifies("alice", "a1")
+        self.assertVerifies("bob", "b:with:colons")
+        self.assertVerifies("carol", "$notahash")
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
+        self.assertEqual(self.run_cli("-U", self.path)[1], f"{self.path}: hashed 0 passwords\n")
+
+    def test_hash_plain_file_bad_line(self) -> None:
+        """
+        A bad line stops C{-U} with its number, and nothing is written.
+        """
+        with open(self.path, "w") as f:
+            f.write("alice:a\nnocolon\n")
+        status, _, err = self.run_cli("-U", self.path)
+        self.assertEqual(status, 1)
+        self.assertIn(f"{self.path}, line 2: expected NAME:PASSWORD", err)
+        with open(self.path) as f:
+            self.assertEqual(f.read(), "alice:a\nnocolon\n")
+
+    def test_bad_file_not_changed(self) -> None:
+        """
+        Adding to a file with a bad line fails with its number, without
+        printing the line's hash or changing the file.
+        """
+        with open(self.path, "w") as f:
+            f.write("alice:plain-secret\n")
+        status, out, err = self.run_cli("-b", self.path, "bob", "b")
+        self.assertEqual((status, out), (1, ""))
+        self.assertIn("line 1", err)
+        self.assertNotIn("plain-secret", err)
+
+    def test_usage_problems(self) -> None:
+        """
+        Contradictory or missing arguments are refused with status 1 and a
+        reason; no password is ever echoed.
+        """
+        self.run_cli("-c", "-b", self.path, "alice", "a1")
+        for argv, fragment in [
+            (("-D", "-U", self.path), "cannot be combined"),
+            (("-U", self.path, "alice"), "-U takes only"),
+            (("-b", self.path, "bob"), "-b needs the password"),
+            ((self.path, "bob", "pw-on-line"), "needs -b"),
+            ((self.path,), "user name is required"),
+            (("-b", self.path, "a:b", "x"), "cannot contain ':'"),
+            (("-b", self.path, "bob", ""), "password is empty"),
+            (("--iterations", "5", "-b", self.path, "bob", "x"), "--iterations must be"),
+        ]:
+            status, out, err = self.run_cli(*argv)
+            self.assertEqual((status, out), (1, ""), argv)
+            self.assertIn(fragment, err, argv)
+            self.assertNotIn("pw-on-line", err)

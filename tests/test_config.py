@@ -596,10 +596,37 @@ listeners:
         Password and ACL files come in a later release: refusing them keeps
         an operator from believing clients are checked when they are not.
         """
-        self.assertRejected(
-            "auth: {password_file: etc/passwd}", "auth.password_file", "not available yet"
-        )
         self.assertRejected("auth: {acl_file: etc/acl}", "auth.acl_file", "not available yet")
+
+    def test_auth_password_file_and_failures(self) -> None:
+        """
+        C{auth.password_file} is a path; C{auth.max_failures_per_minute} an
+        integer of at least 0.
+        """
+        config = parse_config(
+            "auth: {password_file: etc/passwd, max_failures_per_minute: 3}", SOURCE
+        )
+        self.assertEqual(config.auth.password_file, "etc/passwd")
+        self.assertEqual(config.auth.max_failures_per_minute, 3)
+        self.assertRejected("auth: {password_file: 3}", "auth.password_file", "expected a string")
+        self.assertRejected(
+            "auth: {max_failures_per_minute: -1}", "auth.max_failures_per_minute", "between 0"
+        )
+
+    def test_listener_allow_anonymous(self) -> None:
+        """
+        A listener's C{allow_anonymous} is true, false, or absent (L{None}:
+        C{auth.allow_anonymous} applies).
+        """
+        text = "listeners: [{name: a, protocol: mqtt, endpoint: 'tcp:0', allow_anonymous: %s}]"
+        self.assertIs(parse_config(text % "false", SOURCE).listeners[0].allow_anonymous, False)
+        self.assertIs(
+            parse_config(text.replace(", allow_anonymous: %s", ""), SOURCE)
+            .listeners[0]
+            .allow_anonymous,
+            None,
+        )
+        self.assertRejected(text % "1", "listeners[0].allow_anonymous", "expected true or false")
 
     def test_logging_values(self) -> None:
         """

@@ -23,6 +23,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from mqttx.auth.anonymous import NoUserDatabase
+from mqttx.auth.ratelimit import AuthFailureLimiter, source_host
 from mqttx.interfaces import IAuthenticationMethod, IAuthenticator, IStore
 from mqttx.mqtt.packet_type import ProtocolVersion
 from mqttx.mqtt.packets import (
@@ -109,6 +110,10 @@ class Broker:
         methods offered, each under its C{name}; none by default.
     @param random: the random source of the C{random} shared subscription
         strategy; a new L{Random} by default.
+    @param auth_limiter: counts failed authentications (0x86, bad user name
+        or password, and failed enhanced authentications) per source
+        address; CONNECTs from an address over its limit are refused with
+        0x9F before their credentials are checked. None by default.
     @param sys_topics: whether to publish the C{$SYS} topics every
         C{config.sys_interval} seconds from L{start} to L{shutdown} (off by
         default, so a broker built for a test publishes only what it is told).
@@ -126,6 +131,7 @@ class Broker:
         authenticator: IAuthenticator | None = None,
         random: Random | None = None,
         authentication_methods: Iterable[IAuthenticationMethod] = (),
+        auth_limiter: AuthFailureLimiter | None = None,
         sys_topics: bool = False,
     ) -> None:
         self.config = config
@@ -137,6 +143,7 @@ class Broker:
         self._clock = clock
         self._store = store
         self._authenticator = authenticator or NoUserDatabase(True)
+        self._auth_limiter = auth_limiter
         self._auth_methods: dict[str, IAuthenticationMethod] = {}
         for method in authentication_methods:
             if method.name in self._auth_methods:
@@ -321,6 +328,12 @@ class Broker:
                 # 3.1.1 cannot be told another keep-alive: refuse, as Mosquitto does.
                 return self._refuse(link, connect, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
             server_keep_alive = keepalive_max
+        limiter = self._auth_limiter
+        if limiter is not None and limiter.blocked(source_host(link.peer)):
+            # Too many failed authentications from this address lately:
+            # refused without checking (no password hash spent on it).
+            # 0x9F (connection rate exceeded); 3.1.1: 0x03 (unavailable).
+            return self._refuse(link, connect, ReasonCode.CONNECTION_RATE_EXCEEDED)
         if method is not None:
             # Section 4.12: the method alone authenticates the client, over
             # AUTH packets; nothing is admitted before it succeeds.
@@ -345,6 +358,8 @@ class Broker:
         if outcome is None:
             return None  # The connection closed during the exchange.
         if isinstance(outcome, AuthFailure):
+            if self._auth_limiter is not None:
+                self._auth_limiter.failed(source_host(link.peer))
             # [MQTT-4.12.0-4] CONNACK with the method's reason, then close.
             return self._refuse(link, connect, connack_code(outcome))
         return self._authenticated(ReasonCode.SUCCESS, link, connect, client_id, assigned, server_keep_alive)
@@ -359,6 +374,8 @@ class Broker:
         server_keep_alive: int | None,
     ) -> Deferred[Session | None] | Session | None:
         if code != ReasonCode.SUCCESS:
+            if code == ReasonCode.BAD_USER_NAME_OR_PASSWORD and self._auth_limiter is not None:
+                self._auth_limiter.failed(source_host(link.peer))
             return self._refuse(link, connect, ReasonCode(code))
         if self._stopping:
             return self._refuse(link, connect, ReasonCode.SERVER_UNAVAILABLE)
