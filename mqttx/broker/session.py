@@ -25,7 +25,7 @@ from .message import Message
 from .state import Delivery, InflightEntry, SessionRecord, SharedDelivery, SubscriptionEntry
 
 if TYPE_CHECKING:
-    from mqttx.interfaces import IStore
+    from mqttx.interfaces import IClientAccess, IStore
 
     from .flow import FlowControl
 
@@ -181,6 +181,11 @@ class Session:
         #: Whether messages of shared subscriptions were given to it, which
         #: may have to move to another member when its connection ends.
         self.shared = False
+        #: What the client may do with topics, while an authorizer is set
+        #: (L{mqttx.interfaces.IAuthorizer}); set at each CONNECT. C{None}
+        #: without an authorizer, and for a session restored from the
+        #: store until its client connects again.
+        self.access: IClientAccess | None = None
         self._store = store
         self._writes = writes
         self._flow = flow
