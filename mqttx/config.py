@@ -112,6 +112,8 @@ class ListenerConfig:
         (Prometheus metrics over HTTP at C{/metrics}).
     @ivar endpoint: a Twisted stream server endpoint string, such as
         C{"tcp:1883:interface=127.0.0.1"}.
+    @ivar max_connections: the most connections open on this listener at
+        once; 0 leaves only the global C{mqtt.max_connections}.
     @ivar allow_anonymous: whether clients without a user name may connect
         on this listener; L{None} follows C{auth.allow_anonymous}.
     """
@@ -119,6 +121,7 @@ class ListenerConfig:
     name: str
     protocol: str
     endpoint: str
+    max_connections: int = 0
     allow_anonymous: bool | None = None
 
 
@@ -176,6 +179,29 @@ class MQTTConfig:
     @ivar flow_control_timeout: seconds a subscriber whose transport is full
         may keep the publishers that feed it from being read; after that it
         is a slow consumer (see L{mqttx.broker.flow}). 0 turns it off.
+    @ivar connect_timeout: seconds a new connection has to send CONNECT and
+        be admitted.
+    @ivar max_connections: the most client connections open at once, over
+        every listener; 0: no limit. Connections beyond it (or beyond their
+        listener's C{max_connections}) are closed as they are accepted.
+    @ivar max_connection_rate: new connections per second allowed from one
+        source address (a token bucket of C{connection_burst}); beyond it
+        they are closed as they are accepted. 0 turns it off.
+    @ivar connection_burst: the connections one source address may open at
+        once before C{max_connection_rate} applies.
+    @ivar max_client_id_length: the longest client identifier accepted, in
+        characters; longer ones are refused with CONNACK 0x85 / 0x02.
+    @ivar max_topic_length: the longest topic name or filter accepted, in
+        characters.
+    @ivar max_topic_levels: the most levels (C{/}-separated parts) of a
+        topic name or filter; 0: no limit.
+    @ivar max_subscriptions: the most subscriptions one session may hold;
+        0: no limit.
+    @ivar max_publish_rate: PUBLISH packets per second read from one
+        client; a faster client is not read until it is back within it.
+        0 turns it off.
+    @ivar max_publish_bytes_rate: the same for the bytes of its PUBLISH
+        packets' topics and payloads, per second; 0 turns it off.
     """
 
     max_packet_size: int = 1_048_576
@@ -197,6 +223,16 @@ class MQTTConfig:
     server_moved: bool = False
     validate_payload_format: bool = True
     flow_control_timeout: float = 1.0
+    connect_timeout: float = 10.0
+    max_connections: int = 50_000
+    max_connection_rate: float = 0.0
+    connection_burst: int = 20
+    max_client_id_length: int = 65_535
+    max_topic_length: int = 65_535
+    max_topic_levels: int = 128
+    max_subscriptions: int = 10_000
+    max_publish_rate: float = 0.0
+    max_publish_bytes_rate: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -440,6 +476,13 @@ class _Parser:
             raise self._error(key, f"must be between 0 and 3600, got {value}")
         return float(value)
 
+    def _number(self, value: object, key: str, low: float, high: float) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise self._error(key, f"expected a number, got {_describe(value)}")
+        if not low <= value <= high:
+            raise self._error(key, f"must be between {low:g} and {high:g}, got {value}")
+        return float(value)
+
     def _bool(self, value: object, key: str) -> bool:
         if not isinstance(value, bool):
             raise self._error(key, f"expected true or false, got {_describe(value)}")
@@ -500,7 +543,9 @@ class _Parser:
                 "only WebSocket (mqtt-ws) listeners take a path, and they are not "
                 "available yet in this release",
             )
-        self._known(section, prefix, ("name", "protocol", "endpoint", "allow_anonymous"))
+        self._known(
+            section, prefix, ("name", "protocol", "endpoint", "max_connections", "allow_anonymous")
+        )
         for required in ("name", "protocol", "endpoint"):
             if required not in section:
                 raise self._error(_join(prefix, required), "missing (every listener needs it)")
@@ -513,11 +558,15 @@ class _Parser:
             )
         protocol = self._listener_protocol(section["protocol"], _join(prefix, "protocol"))
         endpoint = self._endpoint(section["endpoint"], _join(prefix, "endpoint"))
+        max_connections = self._get(
+            section, prefix, "max_connections", 0, lambda v, k: self._int(v, k, 0)
+        )
         allow_anonymous = self._get(section, prefix, "allow_anonymous", None, self._bool)
         return ListenerConfig(
             name=name,
             protocol=protocol,
             endpoint=endpoint,
+            max_connections=max_connections,
             allow_anonymous=allow_anonymous,
         )
 
@@ -622,6 +671,52 @@ class _Parser:
             ),
             flow_control_timeout=self._get(
                 section, "mqtt", "flow_control_timeout", d.flow_control_timeout, self._seconds
+            ),
+            connect_timeout=self._get(
+                section,
+                "mqtt",
+                "connect_timeout",
+                d.connect_timeout,
+                lambda v, k: self._number(v, k, 0.1, 3600.0),
+            ),
+            max_connections=self._get(
+                section, "mqtt", "max_connections", d.max_connections, integer(0)
+            ),
+            max_connection_rate=self._get(
+                section,
+                "mqtt",
+                "max_connection_rate",
+                d.max_connection_rate,
+                lambda v, k: self._number(v, k, 0.0, 1e6),
+            ),
+            connection_burst=self._get(
+                section, "mqtt", "connection_burst", d.connection_burst, integer(1)
+            ),
+            max_client_id_length=self._get(
+                section,
+                "mqtt",
+                "max_client_id_length",
+                d.max_client_id_length,
+                integer(23, _UINT16),
+            ),
+            max_topic_length=self._get(
+                section, "mqtt", "max_topic_length", d.max_topic_length, integer(1, _UINT16)
+            ),
+            max_topic_levels=self._get(
+                section, "mqtt", "max_topic_levels", d.max_topic_levels, integer(0)
+            ),
+            max_subscriptions=self._get(
+                section, "mqtt", "max_subscriptions", d.max_subscriptions, integer(0)
+            ),
+            max_publish_rate=self._get(
+                section,
+                "mqtt",
+                "max_publish_rate",
+                d.max_publish_rate,
+                lambda v, k: self._number(v, k, 0.0, 1e9),
+            ),
+            max_publish_bytes_rate=self._get(
+                section, "mqtt", "max_publish_bytes_rate", d.max_publish_bytes_rate, integer(0)
             ),
         )
 

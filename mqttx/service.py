@@ -54,6 +54,8 @@ from mqttx.interfaces import IStore
 from mqttx.metrics import metrics_site
 from mqttx.store.memory import MemoryStore
 from mqttx.store.sqlite import SQLiteStore, StoreError
+from mqttx.systemd import notify
+from mqttx.transports.limits import ConnectionLimits
 from mqttx.transports.mqtt import MQTTServerFactory
 
 _log = Logger()
@@ -261,10 +263,19 @@ def build_components(config: Config, reactor: Any) -> Components:
         auth_limiter=build_auth_limiter(config.auth, reactor),
     )
 
+    # One count of open connections for every listener: mqtt.max_connections.
+    limits = ConnectionLimits(config.mqtt, reactor)
+
     def factory_for(listener: ListenerConfig) -> IProtocolFactory:
         if listener.protocol == "metrics":
             return metrics_site(broker, store)
-        return MQTTServerFactory(broker, clock=reactor, listener=listener.name)
+        return MQTTServerFactory(
+            broker,
+            clock=reactor,
+            listener=listener.name,
+            max_connections=listener.max_connections,
+            limits=limits,
+        )
 
     return Components(
         store=store,
@@ -324,6 +335,8 @@ class MQTTXService(MultiService):
 
       - start: the broker loads its state from the store, then each listener
         listens, and one line logs the node, version and bound addresses;
+        under systemd (C{NOTIFY_SOCKET}), READY=1 is sent then, and
+        STOPPING=1 as stopping begins (L{mqttx.systemd});
       - stop: the listeners stop accepting, the broker disconnects every
         client (MQTT 5 ones with 0x8B, server shutting down), then the store
         is closed, which flushes it.
@@ -431,6 +444,12 @@ class MQTTXService(MultiService):
             addresses=", ".join(addresses),
             event_id="service.started",
         )
+        # Type=notify: systemd counts the service as started from here. With
+        # the memory store, this runs before the reactor does, that is
+        # before SIGTERM is handled: only a running reactor is ready.
+        self._reactor.callWhenRunning(
+            notify, "READY=1\nSTATUS=listening on " + ", ".join(addresses)
+        )
 
     def _failed_to_start(self, reason: Failure) -> None:
         if reason.check(CancelledError):
@@ -460,6 +479,7 @@ class MQTTXService(MultiService):
         @return: fires when all three are done.
         """
         Service.stopService(self)
+        notify("STOPPING=1")
         return Deferred.fromCoroutine(self._stop())
 
     async def _stop(self) -> None:

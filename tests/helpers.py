@@ -284,6 +284,7 @@ class BrokerTestCase(SynchronousTestCase):
         self._ports += 1
         addr = IPv4Address("TCP", "127.0.0.1", self._ports)
         proto = self.factory.buildProtocol(addr)
+        assert proto is not None, "refused by the connection limits"
         transport = StringTransport(peerAddress=addr)
         proto.makeConnection(transport)
         return FakeClient(proto, transport, level)

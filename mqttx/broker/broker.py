@@ -48,6 +48,7 @@ from mqttx.mqtt.topics import SHARE_PREFIX, is_valid_topic_name, parse_shared
 
 from .auth import AuthFailure, AuthSuccess, EnhancedAuthentication, connack_code
 from .flow import FlowControl
+from .limits import filter_refusal
 from .message import Message
 from .replies import (
     IN_USE,
@@ -937,6 +938,11 @@ class Broker:
                 # Wildcard Subscription Available 0 (MQTT 5 section
                 # 3.2.2.3.11): the filter is refused, the others stand.
                 codes.append(ReasonCode.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80)
+                continue
+            refused = filter_refusal(self.config, session.subscriptions, topic_filter, v5)
+            if refused:
+                # Topic length and level limits, max_subscriptions.
+                codes.append(refused)
                 continue
             # [MQTT-3.2.2-10] Any requested QoS is accepted, and granted at
             # most the Maximum QoS (3.1.1 section 3.8.4 allows a lower grant).

@@ -18,6 +18,7 @@ from zope.interface import implementer
 
 from mqttx.broker.auth import EnhancedAuthentication
 from mqttx.broker.broker import Broker
+from mqttx.broker.limits import topic_checked, topic_over_limits
 from mqttx.broker.session import SLOW_CONSUMER_BYTES, Session
 from mqttx.broker.stats import disconnect_reason
 from mqttx.mqtt._wire import REASON_CODES
@@ -26,13 +27,15 @@ from mqttx.mqtt.codec import encode
 from mqttx.mqtt.connection import AuthPhase, Connection
 from mqttx.mqtt.errors import MalformedPacket
 from mqttx.mqtt.packet_type import PacketType, ProtocolVersion
-from mqttx.mqtt.packets import Auth, ConnAck, Connect, Disconnect, Packet
+from mqttx.mqtt.packets import Auth, ConnAck, Connect, Disconnect, Packet, Publish
 from mqttx.mqtt.properties import Properties
 from mqttx.mqtt.reason_codes import ConnackReturnCode, ReasonCode
+from mqttx.transports.limits import ConnectionLimits
 
 _DISCONNECT_CODES = REASON_CODES[PacketType.DISCONNECT]
 
-#: Seconds a new connection has to send CONNECT.
+#: Seconds a new connection has to send CONNECT, unless the configuration's
+#: C{connect_timeout} says otherwise.
 CONNECT_TIMEOUT = 10.0
 #: Seconds a closing connection has to flush before it is aborted.
 ABORT_TIMEOUT = 5.0
@@ -95,6 +98,21 @@ class MQTTServerProtocol(Protocol):
         self._close_code: int | None = None
         self._stats = broker.stats_for(listener)
         config = broker.config
+        #: Set by the factory: the limits that counted this connection.
+        self.admission: ConnectionLimits | None = None
+        self._handlers = _HANDLERS
+        self._rate_held = False
+        self._rate_call: IDelayedCall | None = None
+        self._check_topics = topic_checked(config)
+        self._msg_rate = config.max_publish_rate
+        self._byte_rate = float(config.max_publish_bytes_rate)
+        if self._check_topics or self._msg_rate or self._byte_rate:
+            # Only then is a PUBLISH checked: no cost when the limits are off.
+            self._handlers = {**_HANDLERS, PacketType.PUBLISH: self._limited_publish}
+        # Buckets hold one second's worth: a burst of that much passes.
+        self._msg_tokens = self._msg_rate
+        self._byte_tokens = self._byte_rate
+        self._tokens_at = clock.seconds()
         self._conn = Connection(
             max_packet_size=config.max_packet_size,
             receive_maximum=config.receive_maximum,
@@ -125,7 +143,7 @@ class MQTTServerProtocol(Protocol):
         # Twisted's TCP transports: what one read causes is sent by _flush.
         self._direct = self._measurable and hasattr(t, "socket")
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
-        self._timer = self._clock.callLater(CONNECT_TIMEOUT, self._connect_timeout)
+        self._timer = self._clock.callLater(self.broker.config.connect_timeout, self._connect_timeout)
         self._stats.connections_open += 1
 
     def dataReceived(self, data: bytes) -> None:
@@ -160,7 +178,7 @@ class MQTTServerProtocol(Protocol):
                     # with an error code, say): what follows it is not acted
                     # on. (mypy keeps the narrowing of the check above.)
                     break  # type: ignore[unreachable]
-                _HANDLERS[packet.type](self.broker, session, packet)
+                self._handlers[packet.type](self.broker, session, packet)
         except Exception:
             self.log.failure(
                 "failed handling a packet from {client_id!r}",
@@ -170,10 +188,13 @@ class MQTTServerProtocol(Protocol):
             self.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        for call in (self._timer, self._abort_call):
+        for call in (self._timer, self._abort_call, self._rate_call):
             if call is not None and call.active():
                 call.cancel()
-        self._timer = self._abort_call = None
+        self._timer = self._abort_call = self._rate_call = None
+        if self.admission is not None:
+            self.admission.closed(self.listener)
+            self.admission = None
         self._closing = True
         if self.authentication is not None:
             self.authentication.abandon()
@@ -348,7 +369,7 @@ class MQTTServerProtocol(Protocol):
     def _update_reading(self) -> None:
         # Before CONNACK, the client is read only when an enhanced
         # authentication waits for its AUTH.
-        want_paused = self.paused or self._held or (
+        want_paused = self.paused or self._held or self._rate_held or (
             self._backlog is not None and self._conn.auth_phase is not AuthPhase.CLIENT
         )
         if want_paused == self._reading_paused or self.transport is None:
@@ -373,6 +394,9 @@ class MQTTServerProtocol(Protocol):
         assert isinstance(connect, Connect)
         self._backlog = packets[1:]
         self.protocol_level = connect.protocol_level
+        if len(connect.client_id) > self.broker.config.max_client_id_length:
+            self._refuse_client_id(connect)
+            return
         self.username = connect.username
         self.max_packet_size = self._conn.client_maximum_packet_size
         self.topic_aliases = self._conn.outbound_aliases
@@ -414,7 +438,7 @@ class MQTTServerProtocol(Protocol):
             for packet in packets:
                 if self._closing:
                     break
-                _HANDLERS[packet.type](self.broker, session, packet)
+                self._handlers[packet.type](self.broker, session, packet)
         except Exception:
             self.log.failure("failed handling a packet", event_id="broker.error")
             self.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
@@ -444,7 +468,7 @@ class MQTTServerProtocol(Protocol):
                 for packet in backlog:
                     if self._closing:
                         break
-                    _HANDLERS[packet.type](self.broker, session, packet)
+                    self._handlers[packet.type](self.broker, session, packet)
             except Exception:
                 self.log.failure("failed handling a packet", event_id="broker.error")
                 self.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
@@ -458,12 +482,77 @@ class MQTTServerProtocol(Protocol):
             self.send(ConnAck(False, ConnackReturnCode.SERVER_UNAVAILABLE))
         self.close(ReasonCode.UNSPECIFIED_ERROR)
 
+    def _refuse_client_id(self, connect: Connect) -> None:
+        """Refuse a client identifier over C{max_client_id_length}."""
+        self._backlog = None
+        self.log.info(
+            "client identifier of {length} characters from {peer} refused (max_client_id_length)",
+            length=len(connect.client_id),
+            peer=self.peer,
+            event_id="connect.client_id_too_long",
+        )
+        if self.protocol_level == ProtocolVersion.MQTT_5:
+            self.send(ConnAck(False, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID))
+        else:
+            self.send(ConnAck(False, ConnackReturnCode.IDENTIFIER_REJECTED))
+        self.close(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
+
+    def _limited_publish(self, broker: Broker, session: Session, packet: Publish) -> None:
+        """
+        PUBLISH with limits on: a topic over C{max_topic_length} or
+        C{max_topic_levels} closes the connection (MQTT 5 with DISCONNECT
+        0x90, topic name invalid); over C{max_publish_rate} or
+        C{max_publish_bytes_rate}, the message is handled and the client is
+        not read again until its buckets have refilled.
+        """
+        topic = packet.topic
+        if self._check_topics and topic_over_limits(broker.config, topic):
+            self.log.info(
+                "PUBLISH topic over the topic limits from {client_id!r} ({length} characters)",
+                client_id=session.client_id,
+                length=len(topic),
+                event_id="publish.topic_limited",
+            )
+            self.close(ReasonCode.TOPIC_NAME_INVALID, "topic over the broker's limits")
+            return
+        if self._msg_rate or self._byte_rate:
+            self._charge(len(topic) + len(packet.payload))
+        broker.publish(session, packet)
+
+    def _charge(self, size: int) -> None:
+        """Take one message of C{size} bytes from the client's buckets."""
+        now = self._clock.seconds()
+        elapsed = now - self._tokens_at
+        self._tokens_at = now
+        wait = 0.0
+        rate = self._msg_rate
+        if rate:
+            tokens = min(rate, self._msg_tokens + elapsed * rate) - 1.0
+            self._msg_tokens = tokens
+            if tokens < 0:
+                wait = -tokens / rate
+        rate = self._byte_rate
+        if rate:
+            tokens = min(rate, self._byte_tokens + elapsed * rate) - size
+            self._byte_tokens = tokens
+            if tokens < 0:
+                wait = max(wait, -tokens / rate)
+        if wait > 0 and not self._rate_held:
+            self._rate_held = True
+            self._update_reading()
+            self._rate_call = self._clock.callLater(wait, self._rate_release)
+
+    def _rate_release(self) -> None:
+        self._rate_call = None
+        self._rate_held = False
+        self._update_reading()
+
     def _connect_timeout(self) -> None:
         self._timer = None
         self.log.info(
             "connection from {peer} not established in {seconds} s",
             peer=self.peer,
-            seconds=CONNECT_TIMEOUT,
+            seconds=self.broker.config.connect_timeout,
             event_id="connect.timeout",
         )
         self.close(ReasonCode.MAXIMUM_CONNECT_TIME)
@@ -613,12 +702,36 @@ class MQTTServerFactory(Factory):
 
     noisy = False
 
-    def __init__(self, broker: Broker, clock: IReactorTime, listener: str = "mqtt") -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        clock: IReactorTime,
+        listener: str = "mqtt",
+        *,
+        max_connections: int = 0,
+        limits: ConnectionLimits | None = None,
+    ) -> None:
+        """
+        @param max_connections: the listener's own connection limit; 0 for
+            none.
+        @param limits: the admission limits shared by every listener of
+            the broker; by default this factory's own.
+        """
         self.broker = broker
         self.clock = clock
         self.listener = listener
+        self.max_connections = max_connections
+        self.limits = limits if limits is not None else ConnectionLimits(broker.config, clock)
 
-    def buildProtocol(self, addr: IAddress | None) -> MQTTServerProtocol:
+    def buildProtocol(self, addr: IAddress | None) -> MQTTServerProtocol | None:
+        """
+        Build the protocol of a new connection, or return C{None}, which
+        closes it at once, when the connection limits refuse it.
+        """
+        limits = self.limits
+        if not limits.admit(self.listener, self.max_connections, getattr(addr, "host", None)):
+            return None
         proto = MQTTServerProtocol(self.broker, self.clock, self.listener)
         proto.factory = self
+        proto.admission = limits
         return proto

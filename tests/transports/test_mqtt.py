@@ -685,6 +685,7 @@ class DirectSendTests(BrokerTestCase):
         self._ports += 1
         addr = IPv4Address("TCP", "127.0.0.1", self._ports)
         proto = self.factory.buildProtocol(addr)
+        assert proto is not None
         transport = DirectTransport(addr)
         proto.makeConnection(transport)
         return FakeClient(proto, transport, level)
