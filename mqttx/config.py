@@ -270,14 +270,18 @@ class AuthConfig:
     @ivar max_failures_per_minute: failed authentications allowed per source
         address in a minute; further CONNECTs from it are refused (CONNACK
         0x9F / 0x03) until the minute is over. 0 turns the limit off.
-    @ivar acl_file: topic access rules; not available in this release, so
-        always C{None}.
+    @ivar acl_file: topic access rules in Mosquitto's form (see
+        L{mqttx.auth.acl}); once set, whatever it does not grant is denied.
+        C{None}: every client may use every topic.
+    @ivar admins: the usernames that may read C{$SYS} topics; nobody else
+        may, whether or not an ACL file is set.
     """
 
     allow_anonymous: bool = True
     password_file: str | None = None
     acl_file: str | None = None
     max_failures_per_minute: int = 10
+    admins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -497,6 +501,11 @@ class _Parser:
 
     def _optional_str(self, value: object, key: str) -> str | None:
         return None if value is None else self._str(value, key)
+
+    def _names(self, value: object, key: str) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise self._error(key, f"expected a list of names, got {_describe(value)}")
+        return tuple(self._str(item, f"{key}[{index}]") for index, item in enumerate(value))
 
     def _choice(self, value: object, key: str, choices: tuple[str, ...]) -> str:
         text = self._str(value, key)
@@ -765,15 +774,11 @@ class _Parser:
         self._known(
             section,
             "auth",
-            ("allow_anonymous", "password_file", "acl_file", "max_failures_per_minute"),
+            ("allow_anonymous", "password_file", "acl_file", "max_failures_per_minute", "admins"),
         )
-        for later, what in (("acl_file", "ACL files"),):
-            if section.get(later) is not None:
-                raise self._error(
-                    _join("auth", later),
-                    f"{what} are not available yet in this release; leave it null",
-                )
         return AuthConfig(
+            acl_file=self._get(section, "auth", "acl_file", None, self._optional_str),
+            admins=self._get(section, "auth", "admins", (), self._names),
             allow_anonymous=self._get(
                 section, "auth", "allow_anonymous", AuthConfig().allow_anonymous, self._bool
             ),

@@ -46,6 +46,7 @@ from twisted.python.logfile import LogFile
 from zope.interface import implementer
 
 from mqttx import __version__
+from mqttx.auth.acl import ACLAuthorizer, ACLError, build_authorizer
 from mqttx.auth.passwords import PasswordFileAuthenticator, PasswordFileError
 from mqttx.auth.setup import build_auth_limiter, build_authenticator
 from mqttx.broker.broker import Broker
@@ -123,7 +124,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
     try:
         return MQTTXService(options.config, reactor, log_file=_twistd_log_file(options))
-    except (StoreError, PasswordFileError) as e:
+    except (StoreError, PasswordFileError, ACLError) as e:
         # A database or password file that cannot be used: one line, not a
         # traceback.
         raise SystemExit(f"mqttx: {e}") from e
@@ -230,6 +231,9 @@ class Components:
     broker: _Lifecycle
     factory_for: Callable[[ListenerConfig], IProtocolFactory]
     password_file: PasswordFileAuthenticator | None = None
+    #: The ACL authorizer, if an ACL file or admins are configured; its
+    #: C{reload()} re-reads the file, keeping the old rules on errors.
+    acl: ACLAuthorizer | None = None
 
 
 def build_components(config: Config, reactor: Any) -> Components:
@@ -242,6 +246,8 @@ def build_components(config: Config, reactor: Any) -> Components:
     """
     # First: a bad password file stops the start before the store opens.
     authenticator = build_authenticator(config.auth, config.listeners, reactor)
+    # Likewise a bad ACL file.
+    acl = build_authorizer(config.auth.acl_file, config.auth.admins)
     persistence = config.persistence
     store: IStore
     if persistence.backend == "sqlite":
@@ -261,6 +267,7 @@ def build_components(config: Config, reactor: Any) -> Components:
         sys_topics=True,
         authenticator=authenticator,
         auth_limiter=build_auth_limiter(config.auth, reactor),
+        authorizer=acl,
     )
 
     # One count of open connections for every listener: mqtt.max_connections.
@@ -282,6 +289,7 @@ def build_components(config: Config, reactor: Any) -> Components:
         broker=broker,
         factory_for=factory_for,
         password_file=authenticator if isinstance(authenticator, PasswordFileAuthenticator) else None,
+        acl=acl,
     )
 
 
@@ -378,6 +386,8 @@ class MQTTXService(MultiService):
         self.broker = built.broker
         #: The password file authenticator (C{reload()} on SIGHUP), or None.
         self.password_file = built.password_file
+        #: The ACL authorizer, whose C{reload()} SIGHUP is to call, or None.
+        self.acl = built.acl
         self._listeners: list[_Listener] = []
         for listener in config.listeners:
             endpoint = _ObservedEndpoint(serverFromString(reactor, listener.endpoint))

@@ -591,12 +591,18 @@ listeners:
                 message,
             )
 
-    def test_password_and_acl_files_not_available(self) -> None:
+    def test_auth_acl_file_and_admins(self) -> None:
         """
-        Password and ACL files come in a later release: refusing them keeps
-        an operator from believing clients are checked when they are not.
+        C{auth.acl_file} is a path (its content is checked when the broker
+        is built); C{auth.admins} a list of usernames.
         """
-        self.assertRejected("auth: {acl_file: etc/acl}", "auth.acl_file", "not available yet")
+        config = parse_config("auth: {acl_file: etc/acl, admins: [root, ops]}", SOURCE)
+        self.assertEqual(config.auth.acl_file, "etc/acl")
+        self.assertEqual(config.auth.admins, ("root", "ops"))
+        self.assertEqual(parse_config("auth: {}", SOURCE).auth.admins, ())
+        self.assertRejected("auth: {acl_file: 3}", "auth.acl_file", "expected a string")
+        self.assertRejected("auth: {admins: root}", "auth.admins", "expected a list")
+        self.assertRejected("auth: {admins: [root, 3]}", "auth.admins[1]", "expected a string")
 
     def test_auth_password_file_and_failures(self) -> None:
         """

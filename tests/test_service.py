@@ -281,6 +281,50 @@ class MakeServiceTests(SynchronousTestCase):
             self.assertNotIn("\n", message)
             self.assertEqual(path.getContent(), content)
 
+    def test_bad_acl_file(self) -> None:
+        """
+        An ACL file that is missing or has an invalid line stops the start
+        with L{SystemExit} and one line naming the file (and the line).
+        """
+        path = FilePath(self.mktemp())
+        path.setContent(b"topic read a/#\ntopic read a/#/b\n")
+        missing = FilePath(self.mktemp()).path
+        for acl, fragment in ((path.path, ", line 2: invalid topic filter"), (missing, "cannot read")):
+            options = self.options(TWO_LISTENERS + IN_MEMORY + f"auth: {{acl_file: '{acl}'}}\n")
+            with self.assertRaises(SystemExit) as caught:
+                makeService(options, MemoryReactorClock())
+            message = caught.exception.code
+            assert isinstance(message, str)
+            self.assertTrue(message.startswith(f"mqttx: {acl}"), message)
+            self.assertIn(fragment, message)
+            self.assertNotIn("\n", message)
+
+    def test_acl_file_wired(self) -> None:
+        """
+        With C{auth.acl_file} the broker gets an L{ACLAuthorizer} of that
+        file, which the service keeps for reloads; with admins alone, one
+        that keeps C{$SYS} to them; with neither, none.
+        """
+        path = FilePath(self.mktemp())
+        path.setContent(b"topic read a/#\n")
+        text = TWO_LISTENERS + IN_MEMORY
+        service = makeService(
+            self.options(text + f"auth: {{acl_file: '{path.path}', admins: [root]}}\n"), MemoryReactorClock()
+        )
+        assert isinstance(service, MQTTXService)
+        acl = service.acl
+        assert acl is not None
+        self.assertIs(service.broker._authorizer, acl)  # type: ignore[attr-defined]
+        self.assertEqual((acl.path, acl.admins), (path.path, frozenset({"root"})))
+        self.assertTrue(acl.for_client("c", None).can_read("a/b"))
+        only_admins = makeService(self.options(text + "auth: {admins: [root]}\n"), MemoryReactorClock())
+        assert isinstance(only_admins, MQTTXService)
+        self.assertIsNotNone(only_admins.acl)
+        plain = makeService(self.options(text), MemoryReactorClock())
+        assert isinstance(plain, MQTTXService)
+        self.assertIsNone(plain.acl)
+        self.assertIsNone(plain.broker._authorizer)  # type: ignore[attr-defined]
+
     def test_real_components_start_and_stop(self) -> None:
         """
         With the real broker and store, the service starts listening on each

@@ -234,6 +234,38 @@ class BadConfigTests(SynchronousTestCase):
         """
         self.run_bad(None, "cannot read the file: No such file or directory")
 
+    def test_bad_acl_file(self) -> None:
+        """
+        An ACL file with an invalid line stops twistd with one line naming
+        the ACL file and the line; no port is opened.
+        """
+        acl = FilePath(self.mktemp())
+        acl.setContent(b"user alice\ntopic readwrite alice/#\nbogus line\n")
+        port = free_port()
+        directory = FilePath(self.mktemp())
+        directory.makedirs()
+        config = directory.child("mqttx.yaml")
+        config.setContent(
+            (
+                "listeners:\n"
+                f'  - {{name: m, protocol: mqtt, endpoint: "tcp:{port}:interface=127.0.0.1"}}\n'
+                "persistence: {backend: memory}\n"
+                f"auth: {{acl_file: '{acl.path}'}}\n"
+            ).encode()
+        )
+        twistd = TwistdProcess(
+            self, [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", config.path]
+        )
+        status = twistd.wait(START_TIMEOUT)
+        self.assertEqual(status, 1, twistd.stdout + twistd.stderr)
+        self.assertNotIn("Traceback", twistd.stdout + twistd.stderr)
+        [problem] = twistd.stderr.splitlines()
+        self.assertEqual(
+            problem, f"mqttx: {acl.path}, line 3: unknown keyword 'bogus'; expected user, topic or pattern"
+        )
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", port))
+
     def test_corrupt_database(self) -> None:
         """
         A database file that is not one stops the broker with status 1 and

@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 
 from mqttx.auth.anonymous import NoUserDatabase
 from mqttx.auth.ratelimit import AuthFailureLimiter, source_host
-from mqttx.interfaces import IAuthenticationMethod, IAuthenticator, IStore
+from mqttx.interfaces import IAuthenticationMethod, IAuthenticator, IAuthorizer, IStore
 from mqttx.mqtt.packet_type import ProtocolVersion
 from mqttx.mqtt.packets import (
     Auth,
@@ -61,7 +61,7 @@ from .replies import (
     will_message,
 )
 from .retained import RetainedIndex
-from .router import Router
+from .router import Route, Router
 from .session import Counters, FrameCache, PendingAck, Session, SessionLink
 from .shared import STRATEGIES
 from .state import SharedDelivery, StoredSession, SubscriptionEntry
@@ -118,6 +118,9 @@ class Broker:
     @param sys_topics: whether to publish the C{$SYS} topics every
         C{config.sys_interval} seconds from L{start} to L{shutdown} (off by
         default, so a broker built for a test publishes only what it is told).
+    @param authorizer: decides which topics each client may publish to,
+        subscribe to and receive (L{IAuthorizer}); C{None}, the default,
+        allows everything, at no cost on the message path.
     """
 
     log = Logger()
@@ -134,6 +137,7 @@ class Broker:
         authentication_methods: Iterable[IAuthenticationMethod] = (),
         auth_limiter: AuthFailureLimiter | None = None,
         sys_topics: bool = False,
+        authorizer: IAuthorizer | None = None,
     ) -> None:
         self.config = config
         self.node_name = node_name
@@ -144,6 +148,9 @@ class Broker:
         self._clock = clock
         self._store = store
         self._authenticator = authenticator or NoUserDatabase(True)
+        self._authorizer = authorizer
+        #: Denials logged, as (client id, action, topic): each once.
+        self._denials_logged: set[tuple[str, str, str]] = set()
         self._auth_limiter = auth_limiter
         self._auth_methods: dict[str, IAuthenticationMethod] = {}
         for method in authentication_methods:
@@ -469,6 +476,14 @@ class Broker:
         )
         session.disconnected_at = None
         session.link = link
+        if self._authorizer is not None:
+            access = session.access = self._authorizer.for_client(client_id, connect.username)
+            will = session.will
+            if will is not None and not access.can_publish(will.topic):
+                # A will is a PUBLISH made for the client: one it may not
+                # make is dropped, as its own would be; the client is let in.
+                self._log_denial(client_id, "will", will.topic)
+                session.will = None
         self.clients_connected += 1
         if self.clients_connected > self.clients_maximum:
             self.clients_maximum = self.clients_connected
@@ -632,6 +647,10 @@ class Broker:
             link.send(PubRec(pid))
             return
         self._writes.clear()
+        access = session.access
+        if access is not None and not access.can_publish(packet.topic):
+            self._publish_denied(session, link, packet)
+            return
         props = packet.properties
         if qos == 1 and session.inbound_qos2 and pid in session.inbound_qos2:
             if link.protocol_level == ProtocolVersion.MQTT_5:
@@ -691,6 +710,71 @@ class Broker:
             if session.persistent:
                 self._writes.append(self._store.add_inbound_qos2(session.client_id, pid))
             self._acknowledge(session, link, PubRec(pid, code))
+
+    def _publish_denied(self, session: Session, link: SessionLink, packet: Publish) -> None:
+        """
+        Refuse a PUBLISH the client may not make: MQTT 5 answers PUBACK or
+        PUBREC 0x87 (Not authorized, sections 3.4.2.1, 3.5.2.1), which ends
+        the exchange; QoS 0 is dropped. 3.1.1 has no way to say no: the
+        message is dropped and acknowledged as usual [MQTT-3.3.5-2], as
+        Mosquitto does.
+        """
+        self._log_denial(session.client_id, "publish", packet.topic)
+        qos = packet.qos
+        if qos == 0:
+            return
+        pid = packet.packet_id
+        assert pid is not None
+        if link.protocol_level == ProtocolVersion.MQTT_5:
+            ack = PubAck if qos == 1 else PubRec
+            self._acknowledge(session, link, ack(pid, ReasonCode.NOT_AUTHORIZED))
+        elif qos == 1:
+            self._acknowledge(session, link, PubAck(pid))
+        else:
+            session.inbound_qos2.add(pid)
+            if session.persistent:
+                self._writes.append(self._store.add_inbound_qos2(session.client_id, pid))
+            self._acknowledge(session, link, PubRec(pid))
+
+    def _log_denial(self, client_id: str, action: str, topic: str) -> None:
+        """Log a denial once per client, action and topic, not per message."""
+        key = (client_id, action, topic)
+        logged = self._denials_logged
+        if key in logged:
+            return
+        if len(logged) >= 10_000:
+            logged.clear()
+        logged.add(key)
+        self.log.info(
+            "{action} of {topic!r} denied to client {client_id!r}",
+            action=action,
+            topic=topic,
+            client_id=client_id,
+            event_id="acl.denied",
+        )
+
+    def _may_read(self, session: Session, topic: str) -> bool:
+        """
+        Whether C{session}'s client may receive a message of C{topic}, with
+        an authorizer set. A session restored from the store whose client
+        has not connected since has no known identity: nothing is granted.
+        """
+        access = session.access
+        if access is not None and access.can_read(topic):
+            return True
+        self._log_denial(session.client_id, "delivery", topic)
+        return False
+
+    def _readable(self, routes: tuple[Route, ...], topic: str) -> tuple[Route, ...]:
+        """The routes whose session may read C{topic} (an authorizer is set)."""
+        sessions = self.sessions
+        for route in routes:
+            access = sessions[route.client_id].access
+            if access is None or not access.can_read(topic):
+                break
+        else:
+            return routes  # All may read it: the common case, no copy.
+        return tuple(route for route in routes if self._may_read(sessions[route.client_id], topic))
 
     def _payload_format_invalid(self, session: Session, link: SessionLink, qos: int, pid: int | None) -> None:
         """
@@ -773,6 +857,10 @@ class Broker:
         if message.retain:
             self._retain(message)
         routes = self.router.match(message.topic)
+        if self._authorizer is not None and routes:
+            # Each delivery is checked: what a subscription covers may be
+            # partly denied, and rules change on reload.
+            routes = self._readable(routes, message.topic)
         if not routes:
             return self._route_shared(message, {}) if self.router.group_count else 0
         sessions = self.sessions
@@ -817,6 +905,8 @@ class Broker:
                 continue
             entry = member.entry
             session = sessions[member.client_id]
+            if self._authorizer is not None and not self._may_read(session, message.topic):
+                continue
             session.shared = True
             session.deliver(
                 message,
@@ -849,6 +939,8 @@ class Broker:
             return True
         entry = member.entry
         target = self.sessions[member.client_id]
+        if self._authorizer is not None and not self._may_read(target, message.topic):
+            return False
         target.shared = True
         target.deliver(
             message,
@@ -939,6 +1031,13 @@ class Broker:
                 # 3.2.2.3.11): the filter is refused, the others stand.
                 codes.append(ReasonCode.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80)
                 continue
+            access = session.access
+            if self._authorizer is not None and (access is None or not access.can_subscribe(topic_filter)):
+                # SUBACK 0x87 Not authorized (section 3.9.3); 3.1.1 has only
+                # 0x80 Failure (section 3.9.3). The other filters stand.
+                self._log_denial(session.client_id, "subscribe", topic_filter)
+                codes.append(ReasonCode.NOT_AUTHORIZED if v5 else 0x80)
+                continue
             refused = filter_refusal(self.config, session.subscriptions, topic_filter, v5)
             if refused:
                 # Topic length and level limits, max_subscriptions.
@@ -988,6 +1087,8 @@ class Broker:
             if message.expires_at is not None and message.expires_at <= now:
                 self.retained.discard(topic)
                 self._store.delete_retained(topic)
+                continue
+            if self._authorizer is not None and not self._may_read(session, topic):
                 continue
             # [MQTT-3.3.1-8] Sent because of a new subscription: RETAIN=1.
             session.deliver(message, min(message.qos, entry.qos), True, ids, {})
