@@ -6,6 +6,7 @@ adapter between a transport and the sans-IO L{Connection} and the L{Broker}.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +19,7 @@ from zope.interface import implementer
 
 from mqttx.broker.auth import EnhancedAuthentication
 from mqttx.broker.broker import Broker
-from mqttx.broker.limits import topic_checked, topic_over_limits
+from mqttx.broker.limits import topic_checked
 from mqttx.broker.session import SLOW_CONSUMER_BYTES, Session
 from mqttx.broker.stats import disconnect_reason
 from mqttx.mqtt._wire import REASON_CODES
@@ -103,10 +104,14 @@ class MQTTServerProtocol(Protocol):
         self._handlers = _HANDLERS
         self._rate_held = False
         self._rate_call: IDelayedCall | None = None
-        self._check_topics = topic_checked(config)
+        # Inlined in _limited_publish (the message path): a topic has more
+        # than max_topic_levels levels when it has more than this many '/'.
+        self._max_topic_length = config.max_topic_length
+        self._max_separators = config.max_topic_levels - 1 if config.max_topic_levels else sys.maxsize
         self._msg_rate = config.max_publish_rate
         self._byte_rate = float(config.max_publish_bytes_rate)
-        if self._check_topics or self._msg_rate or self._byte_rate:
+        self._rated = bool(self._msg_rate or self._byte_rate)
+        if topic_checked(config) or self._rated:
             # Only then is a PUBLISH checked: no cost when the limits are off.
             self._handlers = {**_HANDLERS, PacketType.PUBLISH: self._limited_publish}
         # Buckets hold one second's worth: a burst of that much passes.
@@ -506,7 +511,7 @@ class MQTTServerProtocol(Protocol):
         not read again until its buckets have refilled.
         """
         topic = packet.topic
-        if self._check_topics and topic_over_limits(broker.config, topic):
+        if len(topic) > self._max_topic_length or topic.count("/") > self._max_separators:
             self.log.info(
                 "PUBLISH topic over the topic limits from {client_id!r} ({length} characters)",
                 client_id=session.client_id,
@@ -515,7 +520,7 @@ class MQTTServerProtocol(Protocol):
             )
             self.close(ReasonCode.TOPIC_NAME_INVALID, "topic over the broker's limits")
             return
-        if self._msg_rate or self._byte_rate:
+        if self._rated:
             self._charge(len(topic) + len(packet.payload))
         broker.publish(session, packet)
 
