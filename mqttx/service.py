@@ -123,11 +123,13 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         tune_gc()
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
     try:
-        return MQTTXService(options.config, reactor, log_file=_twistd_log_file(options))
+        service = MQTTXService(options.config, reactor, log_file=_twistd_log_file(options))
     except (StoreError, PasswordFileError, ACLError) as e:
         # A database or password file that cannot be used: one line, not a
         # traceback.
         raise SystemExit(f"mqttx: {e}") from e
+    reactor.callWhenRunning(_reload_on_sighup, reactor, service)
+    return service
 
 
 def tune_gc() -> None:
@@ -163,6 +165,15 @@ def _stop_cleanly_on_sigterm(reactor: Any) -> None:
         reactor.callFromThread(stop)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def _reload_on_sighup(reactor: Any, service: MQTTXService) -> None:
+    """Make SIGHUP reload the service's files (L{MQTTXService.reload}), in the reactor thread."""
+
+    def on_sighup(signum: int, frame: FrameType | None) -> None:
+        reactor.callFromThread(service.reload)
+
+    signal.signal(signal.SIGHUP, on_sighup)
 
 
 def _twistd_log_file(options: Options) -> IO[str] | None:
@@ -416,6 +427,27 @@ class MQTTXService(MultiService):
         # Listeners must not listen before the broker has loaded its state:
         # they start in startService.
         Service.privilegedStartService(self)
+
+    def reload(self) -> None:
+        """
+        Read the password file and the ACL file again (SIGHUP). Connections
+        stay; a file with errors leaves its old contents in force and the
+        reason is logged.
+        """
+        self.log.info("reloading on SIGHUP", event_id="service.reload")
+        if self.password_file is not None:
+            self.password_file.reload()
+        if self.acl is not None:
+            try:
+                self.acl.reload()
+            except ACLError as e:
+                self.log.error(
+                    "ACL file not reloaded, keeping the old rules: {error}",
+                    error=str(e),
+                    event_id="acl.reload_failed",
+                )
+            else:
+                self.log.info("ACL file {path} reloaded", path=self.acl.path, event_id="acl.reloaded")
 
     def startService(self) -> None:
         """

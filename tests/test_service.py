@@ -30,6 +30,7 @@ from twisted.python.logfile import LogFile
 from twisted.trial.unittest import SynchronousTestCase
 
 from mqttx import __version__
+from mqttx.auth.passwords import format_line, hash_password
 from mqttx.broker.broker import Broker
 from mqttx.config import Config, ListenerConfig, LoggingConfig, parse_config
 from mqttx.service import (
@@ -235,12 +236,32 @@ class MakeServiceTests(SynchronousTestCase):
 
     def test_sigterm_handler_once_running(self) -> None:
         """
-        A SIGTERM handler is set up for when the reactor runs, not before
-        (the reactor installs its own as it starts).
+        The SIGTERM and SIGHUP handlers are set up for when the reactor
+        runs, not before (the reactor installs its own as it starts).
         """
         reactor = MemoryReactorClock()
         makeService(self.options(TWO_LISTENERS + IN_MEMORY), reactor)
-        self.assertEqual(len(reactor.whenRunningHooks), 1)
+        self.assertEqual(len(reactor.whenRunningHooks), 2)
+
+    def test_sighup_reloads_from_the_reactor_thread(self) -> None:
+        """
+        Once the reactor runs, SIGHUP calls L{MQTTXService.reload} through
+        C{callFromThread} (safe from a signal handler).
+        """
+        reactor = ThreadCallReactor()
+        service = makeService(self.options(TWO_LISTENERS + IN_MEMORY), reactor)
+        assert isinstance(service, MQTTXService)
+        self.addCleanup(signal.signal, signal.SIGHUP, signal.getsignal(signal.SIGHUP))
+        reloads: list[None] = []
+        self.patch(service, "reload", lambda: reloads.append(None))
+        for hook, args, kwargs in reactor.whenRunningHooks[1:]:
+            hook(*args, **kwargs)
+        handler = signal.getsignal(signal.SIGHUP)
+        assert callable(handler)
+        handler(signal.SIGHUP, None)
+        self.assertEqual(reloads, [])
+        reactor.run_thread_calls()
+        self.assertEqual(reloads, [None])
 
     def test_sigterm_stops_reactor(self) -> None:
         """
@@ -250,7 +271,7 @@ class MakeServiceTests(SynchronousTestCase):
         reactor = ThreadCallReactor()
         makeService(self.options(TWO_LISTENERS + IN_MEMORY), reactor)
         self.addCleanup(signal.signal, signal.SIGTERM, signal.getsignal(signal.SIGTERM))
-        [(hook, args, kwargs)] = reactor.whenRunningHooks
+        hook, args, kwargs = reactor.whenRunningHooks[0]
         hook(*args, **kwargs)
         handler = signal.getsignal(signal.SIGTERM)
         assert callable(handler)
@@ -324,6 +345,33 @@ class MakeServiceTests(SynchronousTestCase):
         assert isinstance(plain, MQTTXService)
         self.assertIsNone(plain.acl)
         self.assertIsNone(plain.broker._authorizer)  # type: ignore[attr-defined]
+
+    def test_sighup_reloads_password_and_acl_files(self) -> None:
+        """
+        SIGHUP (L{MQTTXService.reload}) reads the password file and the ACL
+        file again; a file with errors leaves the old contents in force and
+        the reason is logged.
+        """
+        users = FilePath(self.mktemp())
+        entry = hash_password(b"pw", iterations=1000)
+        users.setContent(format_line("alice", entry).encode() + b"\n")
+        rules = FilePath(self.mktemp())
+        rules.setContent(b"topic read a/#\n")
+        text = TWO_LISTENERS + IN_MEMORY + f"auth: {{password_file: '{users.path}', acl_file: '{rules.path}'}}\n"
+        service = makeService(self.options(text), MemoryReactorClock())
+        assert isinstance(service, MQTTXService)
+        assert service.password_file is not None and service.acl is not None
+        users.setContent((format_line("alice", entry) + "\n" + format_line("bob", entry) + "\n").encode())
+        rules.setContent(b"topic read b/#\n")
+        service.reload()
+        self.assertEqual(service.password_file.users, frozenset({"alice", "bob"}))
+        access = service.acl.for_client("c", None)
+        self.assertEqual((access.can_read("a/x"), access.can_read("b/x")), (False, True))
+        users.setContent(b"broken line without a hash\n")
+        rules.setContent(b"frobnicate c/#\n")
+        service.reload()
+        self.assertEqual(service.password_file.users, frozenset({"alice", "bob"}))
+        self.assertTrue(service.acl.for_client("c", None).can_read("b/x"))
 
     def test_real_components_start_and_stop(self) -> None:
         """
