@@ -23,6 +23,10 @@ from typing import Any
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
+from mqttx.auth.passwords import format_line, hash_password
+from mqttx.mqtt.codec import encode
+from mqttx.mqtt.packets import Connect
+
 CHECKOUT = FilePath(__file__).parent().parent()
 
 # twistd has no `python -m` entry point (`python -m twisted` is the newer
@@ -406,6 +410,35 @@ class RunTests(SynchronousTestCase):
             ["service.sigterm", "service.stopping", "broker.stopped", "service.stopped"],
         )
         self.assertNotIn("Traceback", twistd.stdout + twistd.stderr)
+
+    def test_sighup_reloads_password_file(self) -> None:
+        """
+        SIGHUP makes a running broker read its password file again: a user
+        added since can connect, and the client already connected stays
+        (it still gets PINGRESP).
+        """
+        port = free_port()
+        config = self.config(port)
+        users = config.sibling("passwd")
+        alice = format_line("alice", hash_password(b"a-secret", iterations=1000))
+        users.setContent(alice.encode() + b"\n")
+        config.setContent(config.getContent() + f"auth: {{password_file: '{users.path}'}}\n".encode())
+        twistd = self.start([*TWISTD, "-n", "--pidfile=", "mqttx", "--config", config.path], port)
+
+        def connect(user: str, password: bytes) -> bytes:
+            return encode(Connect(user, 5, "MQTT", True, 60, user, password), 5)
+
+        first = self.connect(port, connect("alice", b"a-secret"))
+        users.setContent(
+            (alice + "\n" + format_line("bob", hash_password(b"b-secret", iterations=1000)) + "\n").encode()
+        )
+        twistd.process.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_until(lambda: twistd.event("auth.reloaded") is not None, START_TIMEOUT))
+        self.connect(port, connect("bob", b"b-secret"))
+        first.sendall(b"\xc0\x00")  # PINGREQ
+        self.assertEqual(read_packet(first), b"\xd0\x00")  # PINGRESP
+        twistd.process.send_signal(signal.SIGTERM)
+        self.assertEqual(twistd.wait(STOP_TIMEOUT), 0, twistd.stdout + twistd.stderr)
 
     def test_twist_runner(self) -> None:
         """
