@@ -32,6 +32,7 @@ __all__ = [
     "AuthConfig",
     "Config",
     "ConfigError",
+    "HTTPAuthConfig",
     "ListenerConfig",
     "LoggingConfig",
     "MQTTConfig",
@@ -66,6 +67,9 @@ _DURABILITY = ("sync", "batch")
 _LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 _LOG_FORMATS = ("text", "json")
 _LISTENER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+#: The HTTP authentication hook's endpoint: printable ASCII (it is sent as
+#: is), a scheme twisted.web.client.Agent speaks, and a host.
+_HTTP_URL = re.compile(r"https?://[^/?#\s@]+(?:[/?#][\x21-\x7e]*)?\Z", re.ASCII)
 
 
 class ConfigError(Exception):
@@ -257,6 +261,25 @@ class PersistenceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HTTPAuthConfig:
+    """
+    The HTTP authentication hook (see L{mqttx.auth.http}).
+
+    @ivar url: the endpoint asked about each client with a user name,
+        C{http://} or C{https://}.
+    @ivar timeout: seconds an answer may take; later, the client is
+        refused with server unavailable.
+    @ivar cache_seconds: how long an allow or deny answer is reused; 0: not.
+    @ivar cache_size: the most answers cached; 0: none.
+    """
+
+    url: str
+    timeout: float = 5.0
+    cache_seconds: float = 60.0
+    cache_size: int = 10_000
+
+
+@dataclass(frozen=True, slots=True)
 class AuthConfig:
     """
     Who may connect.
@@ -275,10 +298,13 @@ class AuthConfig:
         C{None}: every client may use every topic.
     @ivar admins: the usernames that may read C{$SYS} topics; nobody else
         may, whether or not an ACL file is set.
+    @ivar http: the HTTP authentication hook, instead of a password file;
+        C{None}: none.
     """
 
     allow_anonymous: bool = True
     password_file: str | None = None
+    http: HTTPAuthConfig | None = None
     acl_file: str | None = None
     max_failures_per_minute: int = 10
     admins: tuple[str, ...] = ()
@@ -774,9 +800,23 @@ class _Parser:
         self._known(
             section,
             "auth",
-            ("allow_anonymous", "password_file", "acl_file", "max_failures_per_minute", "admins"),
+            (
+                "allow_anonymous",
+                "password_file",
+                "acl_file",
+                "max_failures_per_minute",
+                "admins",
+                "http",
+            ),
         )
+        http = self._get(section, "auth", "http", None, self._http_auth)
+        if http is not None and section.get("password_file") is not None:
+            raise self._error(
+                "auth.http",
+                "cannot be used with auth.password_file: users are checked by one or the other",
+            )
         return AuthConfig(
+            http=http,
             acl_file=self._get(section, "auth", "acl_file", None, self._optional_str),
             admins=self._get(section, "auth", "admins", (), self._names),
             allow_anonymous=self._get(
@@ -789,6 +829,36 @@ class _Parser:
                 "max_failures_per_minute",
                 AuthConfig().max_failures_per_minute,
                 lambda v, k: self._int(v, k, 0, 1_000_000),
+            ),
+        )
+
+    def _http_auth(self, value: object, key: str) -> HTTPAuthConfig | None:
+        if value is None:
+            return None
+        section = self._section(value, key)
+        self._known(section, key, tuple(f.name for f in fields(HTTPAuthConfig)))
+        if "url" not in section:
+            raise self._error(_join(key, "url"), "missing (the hook needs an endpoint)")
+        url = self._str(section["url"], _join(key, "url"))
+        if not _HTTP_URL.match(url):
+            raise self._error(
+                _join(key, "url"), f"expected an http:// or https:// URL, got {url!r}"
+            )
+        d = HTTPAuthConfig(url)
+        return HTTPAuthConfig(
+            url=url,
+            timeout=self._get(
+                section, key, "timeout", d.timeout, lambda v, k: self._number(v, k, 0.001, 600.0)
+            ),
+            cache_seconds=self._get(
+                section,
+                key,
+                "cache_seconds",
+                d.cache_seconds,
+                lambda v, k: self._number(v, k, 0.0, 86_400.0),
+            ),
+            cache_size=self._get(
+                section, key, "cache_size", d.cache_size, lambda v, k: self._int(v, k, 0, 10_000_000)
             ),
         )
 

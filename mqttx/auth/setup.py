@@ -27,9 +27,11 @@ def build_authenticator(
     auth: AuthConfig, listeners: Iterable[ListenerConfig], reactor: Any
 ) -> IAuthenticator:
     """
-    The authenticator the C{auth} settings ask for: a
-    L{PasswordFileAuthenticator} that hashes in the reactor's thread pool
-    when C{auth.password_file} is set, else L{NoUserDatabase}.
+    The authenticator the C{auth} settings ask for: an
+    L{HTTPAuthenticator<mqttx.auth.http.HTTPAuthenticator>} when
+    C{auth.http} is set, a L{PasswordFileAuthenticator} that hashes in the
+    reactor's thread pool when C{auth.password_file} is, else
+    L{NoUserDatabase}.
 
     @param auth: the C{auth} section.
     @param listeners: the listeners, for their own C{allow_anonymous}.
@@ -42,6 +44,20 @@ def build_authenticator(
         for listener in listeners
         if listener.allow_anonymous is not None
     }
+    if auth.http is not None:
+        # Imported here: twisted.web.client is only loaded when the hook is used.
+        from mqttx.auth.http import HTTPAuthenticator, build_agent
+
+        return HTTPAuthenticator(
+            build_agent(reactor),
+            reactor,
+            auth.http.url,
+            timeout=auth.http.timeout,
+            cache_seconds=auth.http.cache_seconds,
+            cache_size=auth.http.cache_size,
+            allow_anonymous=auth.allow_anonymous,
+            listener_anonymous=per_listener,
+        )
     if auth.password_file is None:
         return NoUserDatabase(auth.allow_anonymous, per_listener)
 
