@@ -160,7 +160,6 @@ class Broker:
         self._random = random if random is not None else Random()
         self._pick = STRATEGIES[config.shared_subscription_strategy]
         self._stopping = False
-        self.messages_received = 0
         #: Observability (read at scrape time, see L{mqttx.metrics}):
         #: PUBLISH received by QoS, their payload bytes by QoS, clients
         #: connected now and at most, CONNECTs refused for their credentials
@@ -184,6 +183,11 @@ class Broker:
         if stats is None:
             stats = self.listener_stats[listener] = ListenerStats()
         return stats
+
+    @property
+    def messages_received(self) -> int:
+        """PUBLISH received from clients, every QoS."""
+        return sum(self.received_qos)
 
     # Lifecycle.
 
@@ -633,7 +637,6 @@ class Broker:
         link = session.link
         if link is None:
             return
-        self.messages_received += 1
         qos = packet.qos
         self.received_qos[qos] += 1
         self.received_bytes_qos[qos] += len(packet.payload)

@@ -246,16 +246,16 @@ class MQTTServerProtocol(Protocol):
         reactor next polls, and without Twisted registering and then
         unregistering the socket for writing.
         """
-        self._stats.bytes_sent += len(data)
         outbox = self._outbox
         if outbox is not None:
-            outbox.append(data)
+            outbox.append(data)  # Counted in bytes_sent when it leaves.
             return
         t: Any = self.transport
         if _reading and self._direct and not t._tempDataLen and t.offset == len(t.dataBuffer):
             self._outbox = [data]
             _unflushed.append(self)
             return
+        self._stats.bytes_sent += len(data)
         t.write(data)
 
     def send(self, packet: Packet) -> None:
@@ -270,7 +270,9 @@ class MQTTServerProtocol(Protocol):
         if outbox is not None:
             self._outbox = None
             assert self.transport is not None
-            self.transport.write(b"".join(outbox))
+            data = b"".join(outbox)
+            self._stats.bytes_sent += len(data)
+            self.transport.write(data)
 
     def waiting(self) -> int:
         """
@@ -511,7 +513,10 @@ class MQTTServerProtocol(Protocol):
         not read again until its buckets have refilled.
         """
         topic = packet.topic
-        if len(topic) > self._max_topic_length or topic.count("/") > self._max_separators:
+        length = len(topic)
+        separators = self._max_separators
+        # Separators are counted only when the topic is long enough to have too many.
+        if length > self._max_topic_length or (length > separators and topic.count("/") > separators):
             self.log.info(
                 "PUBLISH topic over the topic limits from {client_id!r} ({length} characters)",
                 client_id=session.client_id,
@@ -647,6 +652,7 @@ def _flush() -> None:
             continue  # Spilled by a close.
         protocol._outbox = None
         data = b"".join(outbox) if len(outbox) > 1 else outbox[0]
+        protocol._stats.bytes_sent += len(data)
         t: Any = protocol.transport
         if not t.connected or t.disconnecting or t._tempDataLen or t.offset != len(t.dataBuffer):
             t.write(data)
