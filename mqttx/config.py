@@ -298,6 +298,9 @@ class AuthConfig:
         C{None}: every client may use every topic.
     @ivar admins: the usernames that may read C{$SYS} topics; nobody else
         may, whether or not an ACL file is set.
+    @ivar scram: whether MQTT 5 clients may authenticate with SCRAM-SHA-256
+        (see L{mqttx.auth.scram}) against the password file; offered only
+        when C{password_file} is set.
     @ivar http: the HTTP authentication hook, instead of a password file;
         C{None}: none.
     """
@@ -308,6 +311,7 @@ class AuthConfig:
     acl_file: str | None = None
     max_failures_per_minute: int = 10
     admins: tuple[str, ...] = ()
+    scram: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -806,6 +810,7 @@ class _Parser:
                 "acl_file",
                 "max_failures_per_minute",
                 "admins",
+                "scram",
                 "http",
             ),
         )
@@ -819,6 +824,7 @@ class _Parser:
             http=http,
             acl_file=self._get(section, "auth", "acl_file", None, self._optional_str),
             admins=self._get(section, "auth", "admins", (), self._names),
+            scram=self._get(section, "auth", "scram", AuthConfig().scram, self._bool),
             allow_anonymous=self._get(
                 section, "auth", "allow_anonymous", AuthConfig().allow_anonymous, self._bool
             ),

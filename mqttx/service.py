@@ -48,6 +48,7 @@ from zope.interface import implementer
 from mqttx import __version__
 from mqttx.auth.acl import ACLAuthorizer, ACLError, build_authorizer
 from mqttx.auth.passwords import PasswordFileAuthenticator, PasswordFileError
+from mqttx.auth.scram import build_authentication_methods
 from mqttx.auth.setup import build_auth_limiter, build_authenticator
 from mqttx.broker.broker import Broker
 from mqttx.config import Config, ConfigError, ListenerConfig, LoggingConfig, load_config
@@ -279,6 +280,8 @@ def build_components(config: Config, reactor: Any) -> Components:
         authenticator=authenticator,
         auth_limiter=build_auth_limiter(config.auth, reactor),
         authorizer=acl,
+        # SCRAM-SHA-256 shares the password file's users (a reload changes both).
+        authentication_methods=build_authentication_methods(config.auth, authenticator),
     )
 
     # One count of open connections for every listener: mqtt.max_connections.

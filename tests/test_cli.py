@@ -16,7 +16,14 @@ from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from mqttx import __version__
-from mqttx.auth.passwords import PasswordEntry, read_password_file, verify_password
+from mqttx.auth.passwords import (
+    PasswordEntry,
+    format_line,
+    hash_password,
+    read_password_file,
+    scram_keys,
+    verify_password,
+)
 from mqttx.cli import main
 from mqttx.store.sqlite import SQLiteStore
 from mqttx.store.tools import stats
@@ -285,6 +292,24 @@ class PasswdTests(SynchronousTestCase):
 
     def assertVerifies(self, user: str, password: str) -> None:
         self.assertTrue(verify_password(self.users()[user], password.encode()))
+
+    def test_writes_scram_keys(self) -> None:
+        """
+        Passwords set with C{-b} and hashed with C{-U} get SCRAM-SHA-256
+        keys (4096 iterations) derived from them, and an entry without keys
+        (from before SCRAM) stays as it is when another user is added.
+        """
+        old = format_line("old", hash_password("o", 1000, scram=False))
+        with open(self.path, "w") as f:
+            f.write(f"{old}\nplain:pw\n")
+        self.assertEqual(self.run_cli("-U", self.path)[0], 0)
+        self.assertEqual(self.run_cli("-b", self.path, "bob", "pencil")[0], 0)
+        users = self.users()
+        self.assertIsNone(users["old"].scram)
+        for user, password in [("plain", "pw"), ("bob", "pencil")]:
+            keys = users[user].scram
+            assert keys is not None
+            self.assertEqual(keys, scram_keys(password, 4096, keys.salt))
 
     def test_create_prompts_twice(self) -> None:
         """

@@ -6,6 +6,7 @@ L{IAuthenticator} that checks CONNECT credentials against it.
 The file holds one user per line::
 
     NAME:$pbkdf2-sha512$ITERATIONS$SALT$HASH
+    NAME:$pbkdf2-sha512$ITERATIONS$SALT$HASH$scram-sha-256$ITERATIONS$SALT$STOREDKEY$SERVERKEY
 
 C{NAME} is the MQTT user name (anything but C{:} and line breaks);
 C{ITERATIONS} the PBKDF2 iteration count, in decimal; C{SALT} and C{HASH}
@@ -14,6 +15,15 @@ standard base64 without padding. Empty lines and lines starting with C{#}
 are ignored. The iteration count is stored with each entry, so the default
 (L{DEFAULT_ITERATIONS}) can grow without invalidating existing entries.
 C{mqttx passwd} writes the file (see L{mqttx.cli}).
+
+The optional C{$scram-sha-256$...} part holds the keys SCRAM-SHA-256
+(RFC 5802 / RFC 7677, L{mqttx.auth.scram}) verifies a client with, derived
+from the same password: its PBKDF2-HMAC-SHA256 iteration count and salt,
+and C{StoredKey} = SHA-256(HMAC(SaltedPassword, "Client Key")) and
+C{ServerKey} = HMAC(SaltedPassword, "Server Key"), 32 bytes each, in the
+same base64. Neither the password nor SaltedPassword is stored. Entries
+without it (written before SCRAM) still verify CONNECT passwords; their
+users cannot use SCRAM until their password is set again.
 """
 
 from __future__ import annotations
@@ -41,6 +51,8 @@ __all__ = [
     "PasswordEntry",
     "PasswordFileAuthenticator",
     "PasswordFileError",
+    "ScramKeys",
+    "scram_keys",
     "format_line",
     "hash_password",
     "parse_password_file",
@@ -59,6 +71,12 @@ MIN_ITERATIONS = 1_000
 MAX_ITERATIONS = 10_000_000
 SALT_BYTES = 16
 HASH_BYTES = 64
+#: The scheme name of the SCRAM-SHA-256 keys.
+SCRAM_SCHEME = "scram-sha-256"
+#: PBKDF2-HMAC-SHA256 iterations of new SCRAM keys: RFC 7677's minimum,
+#: as common clients (and small devices, which compute it too) expect.
+DEFAULT_SCRAM_ITERATIONS = 4096
+SCRAM_KEY_BYTES = 32
 
 _T = TypeVar("_T")
 
@@ -74,6 +92,30 @@ class PasswordFileError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class ScramKeys:
+    """
+    A user's SCRAM-SHA-256 verifier (RFC 5802 section 3).
+
+    @ivar iterations: the PBKDF2-HMAC-SHA256 iteration count.
+    @ivar salt: the salt.
+    @ivar stored_key: C{H(HMAC(SaltedPassword, "Client Key"))}.
+    @ivar server_key: C{HMAC(SaltedPassword, "Server Key")}.
+    """
+
+    iterations: int
+    salt: bytes
+    stored_key: bytes
+    server_key: bytes
+
+    def encode(self) -> str:
+        """The C{$scram-sha-256$...} form of the file."""
+        return (
+            f"${SCRAM_SCHEME}${self.iterations}${_b64(self.salt)}"
+            f"${_b64(self.stored_key)}${_b64(self.server_key)}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class PasswordEntry:
     """
     One user's hashed password.
@@ -81,15 +123,18 @@ class PasswordEntry:
     @ivar iterations: the PBKDF2 iteration count.
     @ivar salt: the salt.
     @ivar digest: the PBKDF2-HMAC-SHA512 output.
+    @ivar scram: the user's SCRAM-SHA-256 keys, if the file has them.
     """
 
     iterations: int
     salt: bytes
     digest: bytes
+    scram: ScramKeys | None = None
 
     def encode(self) -> str:
-        """The C{$pbkdf2-sha512$...} form of the file."""
-        return f"${SCHEME}${self.iterations}${_b64(self.salt)}${_b64(self.digest)}"
+        """The C{$pbkdf2-sha512$...[$scram-sha-256$...]} form of the file."""
+        text = f"${SCHEME}${self.iterations}${_b64(self.salt)}${_b64(self.digest)}"
+        return text if self.scram is None else text + self.scram.encode()
 
 
 def _b64(data: bytes) -> str:
@@ -104,8 +149,36 @@ def _pbkdf2(password: bytes, salt: bytes, iterations: int) -> bytes:
     return hashlib.pbkdf2_hmac("sha512", password, salt, iterations, HASH_BYTES)
 
 
+def scram_keys(
+    password: bytes | str, iterations: int = DEFAULT_SCRAM_ITERATIONS, salt: bytes | None = None
+) -> ScramKeys:
+    """
+    Derive a password's SCRAM-SHA-256 keys (RFC 5802 section 3).
+
+    @param password: the password (a C{str} is encoded as UTF-8, as is; no
+        SASLprep).
+    @param iterations: the PBKDF2-HMAC-SHA256 iteration count.
+    @param salt: the salt; random by default (tests pass one).
+    """
+    if isinstance(password, str):
+        password = password.encode("utf-8")
+    if salt is None:
+        salt = secrets.token_bytes(SALT_BYTES)
+    salted = hashlib.pbkdf2_hmac("sha256", password, salt, iterations)
+    client_key = hmac.digest(salted, b"Client Key", "sha256")
+    return ScramKeys(
+        iterations,
+        salt,
+        hashlib.sha256(client_key).digest(),
+        hmac.digest(salted, b"Server Key", "sha256"),
+    )
+
+
 def hash_password(
-    password: bytes | str, iterations: int = DEFAULT_ITERATIONS, salt: bytes | None = None
+    password: bytes | str,
+    iterations: int = DEFAULT_ITERATIONS,
+    salt: bytes | None = None,
+    scram: bool = True,
 ) -> PasswordEntry:
     """
     Hash a password with a new random salt.
@@ -114,13 +187,16 @@ def hash_password(
         clients send it).
     @param iterations: the PBKDF2 iteration count.
     @param salt: the salt; random by default (tests pass one).
+    @param scram: whether to derive SCRAM-SHA-256 keys too (with their own
+        random salt and L{DEFAULT_SCRAM_ITERATIONS}).
     @return: the entry to store.
     """
     if isinstance(password, str):
         password = password.encode("utf-8")
     if salt is None:
         salt = secrets.token_bytes(SALT_BYTES)
-    return PasswordEntry(iterations, salt, _pbkdf2(password, salt, iterations))
+    keys = scram_keys(password) if scram else None
+    return PasswordEntry(iterations, salt, _pbkdf2(password, salt, iterations), keys)
 
 
 def verify_password(entry: PasswordEntry, password: bytes) -> bool:
@@ -131,33 +207,55 @@ def verify_password(entry: PasswordEntry, password: bytes) -> bool:
     return hmac.compare_digest(_pbkdf2(password, entry.salt, entry.iterations), entry.digest)
 
 
+def _iterations(text: str, least: int) -> int:
+    if not text.isdigit() or not text.isascii():
+        raise ValueError("the iteration count is not a number")
+    iterations = int(text)
+    if not least <= iterations <= MAX_ITERATIONS:
+        raise ValueError(f"the iteration count must be between {least} and {MAX_ITERATIONS}")
+    return iterations
+
+
+def _decode(parts: list[str], what: str) -> list[bytes]:
+    try:
+        decoded = [_unb64(part) for part in parts]
+    except (binascii.Error, ValueError):
+        raise ValueError(f"the {what} is not valid base64") from None
+    if not decoded[0]:
+        raise ValueError("the salt is empty")
+    return decoded
+
+
 def parse_hash(text: str) -> PasswordEntry:
     """
-    Parse the C{$pbkdf2-sha512$ITERATIONS$SALT$HASH} form.
+    Parse the C{$pbkdf2-sha512$ITERATIONS$SALT$HASH} form, optionally
+    followed by C{$scram-sha-256$ITERATIONS$SALT$STOREDKEY$SERVERKEY}.
 
     @raise ValueError: with a message that does not repeat C{text}.
     """
     parts = text.split("$")
-    if len(parts) != 5 or parts[0] != "":
-        raise ValueError(f"expected NAME:${SCHEME}$ITERATIONS$SALT$HASH")
+    if len(parts) not in (5, 10) or parts[0] != "":
+        raise ValueError(
+            f"expected NAME:${SCHEME}$ITERATIONS$SALT$HASH"
+            f"[${SCRAM_SCHEME}$ITERATIONS$SALT$STOREDKEY$SERVERKEY]"
+        )
     if parts[1] != SCHEME:
         raise ValueError(f"unknown hash scheme (expected {SCHEME})")
-    if not parts[2].isdigit() or not parts[2].isascii():
-        raise ValueError("the iteration count is not a number")
-    iterations = int(parts[2])
-    if not MIN_ITERATIONS <= iterations <= MAX_ITERATIONS:
-        raise ValueError(
-            f"the iteration count must be between {MIN_ITERATIONS} and {MAX_ITERATIONS}"
-        )
-    try:
-        salt, digest = _unb64(parts[3]), _unb64(parts[4])
-    except (binascii.Error, ValueError):
-        raise ValueError("the salt or hash is not valid base64") from None
-    if not salt:
-        raise ValueError("the salt is empty")
+    iterations = _iterations(parts[2], MIN_ITERATIONS)
+    salt, digest = _decode(parts[3:5], "salt or hash")
     if len(digest) != HASH_BYTES:
         raise ValueError(f"the hash is not {HASH_BYTES} bytes long")
-    return PasswordEntry(iterations, salt, digest)
+    keys = None
+    if len(parts) == 10:
+        if parts[5] != SCRAM_SCHEME:
+            raise ValueError(f"unknown scheme after the hash (expected {SCRAM_SCHEME})")
+        # RFC 7677 section 4: at least 4096.
+        scram_iterations = _iterations(parts[6], DEFAULT_SCRAM_ITERATIONS)
+        scram_salt, stored, server = _decode(parts[7:10], "SCRAM salt or key")
+        if len(stored) != SCRAM_KEY_BYTES or len(server) != SCRAM_KEY_BYTES:
+            raise ValueError(f"a SCRAM key is not {SCRAM_KEY_BYTES} bytes long")
+        keys = ScramKeys(scram_iterations, scram_salt, stored, server)
+    return PasswordEntry(iterations, salt, digest, keys)
 
 
 def format_line(user: str, entry: PasswordEntry) -> str:
@@ -305,6 +403,13 @@ class PasswordFileAuthenticator:
     def users(self) -> frozenset[str]:
         """The user names in the file."""
         return frozenset(self._users)
+
+    def entry(self, user: str) -> PasswordEntry | None:
+        """
+        The entry of C{user} in the file as last (re)loaded, if any: how
+        other authentication methods (SCRAM) share this user table.
+        """
+        return self._users.get(user)
 
     def _load(self, users: dict[str, PasswordEntry]) -> None:
         self._users = users

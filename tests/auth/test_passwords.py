@@ -50,7 +50,7 @@ class HashTests(SynchronousTestCase):
         The digest is PBKDF2-HMAC-SHA512 of the UTF-8 password with the
         salt and iteration count of the entry, 64 bytes long.
         """
-        entry = hash_password("sécret", 1234, salt=b"0123456789abcdef")
+        entry = hash_password("sécret", 1234, salt=b"0123456789abcdef", scram=False)
         self.assertEqual(
             entry,
             PasswordEntry(
@@ -149,7 +149,7 @@ class ParseTests(SynchronousTestCase):
         refused with the file name and line number.
         """
         good = hash_password("p", ITERATIONS).encode()
-        _, scheme, iterations, salt, digest = good.split("$")
+        _, scheme, iterations, salt, digest, *_ = good.split("$")
         self.assertBadLine("nocolon", "expected NAME:HASH")
         self.assertBadLine("alice:plainpassword", "expected NAME:$pbkdf2-sha512$")
         self.assertBadLine(f"alice:$bcrypt${iterations}${salt}${digest}", "unknown hash scheme")
@@ -159,6 +159,42 @@ class ParseTests(SynchronousTestCase):
         self.assertBadLine(f"alice:${scheme}${iterations}${salt}$AAAA", "not 64 bytes")
         self.assertBadLine(f":{good}", "user name is empty")
         self.assertBadLine(f"ok:{good}", "'ok' appears twice")
+
+    def test_scram_keys(self) -> None:
+        """
+        An entry may go on with C{$scram-sha-256$ITERATIONS$SALT$STOREDKEY$SERVERKEY}
+        (RFC 7677's minimum of 4096 iterations, 32-byte keys); it parses
+        back to the same entry, and an entry without it still parses, with
+        no SCRAM keys.
+        """
+        entry = hash_password("p", ITERATIONS)
+        text = entry.encode()
+        self.assertRegex(
+            text,
+            r"^\$pbkdf2-sha512\$[^$]+\$[^$]+\$[^$]+\$scram-sha-256\$4096\$[^$=]+\$[^$=]+\$[^$=]+$",
+        )
+        self.assertEqual(parse_hash(text), entry)
+        old = hash_password("p", ITERATIONS, scram=False)
+        self.assertIsNone(parse_hash(old.encode()).scram)
+        self.assertEqual(parse_password_file([f"a:{old.encode()}"], "f")["a"], old)
+
+    def test_bad_scram_keys(self) -> None:
+        """
+        A bad SCRAM part (another scheme, too few iterations, bad base64,
+        a short key, a missing field) is refused as any bad hash is.
+        """
+        head = hash_password("p", ITERATIONS, scram=False).encode()
+        _, _, iterations, salt, stored, server = (
+            hash_password("p", ITERATIONS).encode().split("$")[4:]
+        )
+        scram = "scram-sha-256"
+        self.assertBadLine(
+            f"a:{head}$scram-sha-1${iterations}${salt}${stored}${server}", "unknown scheme"
+        )
+        self.assertBadLine(f"a:{head}${scram}$4095${salt}${stored}${server}", "between 4096 and")
+        self.assertBadLine(f"a:{head}${scram}${iterations}${salt}$!!${server}", "base64")
+        self.assertBadLine(f"a:{head}${scram}${iterations}${salt}${stored}$AAAA", "not 32 bytes")
+        self.assertBadLine(f"a:{head}${scram}${iterations}${salt}${stored}", "expected NAME:")
 
     def test_read_missing_file(self) -> None:
         """
