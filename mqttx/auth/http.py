@@ -45,9 +45,10 @@ from typing import Any
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectError, ConnectionLost, DNSLookupError
 from twisted.internet.interfaces import IConsumer, IReactorTime
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import readBody
+from twisted.web.client import ResponseDone
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IAgent, IBodyProducer, IResponse
 from zope.interface import implementer
@@ -59,6 +60,9 @@ __all__ = ["HTTPAuthenticator"]
 
 #: A cache key: client id, user name, listener, password HMAC (or None).
 _Key = tuple[str, str, str, bytes | None]
+
+#: The largest answer read from the endpoint, in bytes.
+MAX_ANSWER_BYTES = 64 * 1024
 
 #: Failure kinds, each logged once until the endpoint answers properly again.
 TIMEOUT = "timeout"
@@ -210,7 +214,7 @@ class HTTPAuthenticator:
         response: IResponse = await self._agent.request(
             b"POST", self.url.encode("ascii"), headers, _BytesProducer(body)
         )
-        content = await readBody(response)
+        content = await _read_body(response, MAX_ANSWER_BYTES)
         if response.code != 200:
             raise _Unusable(STATUS, f"status {response.code}")
         try:
@@ -279,3 +283,39 @@ def build_agent(reactor: Any) -> IAgent:
     pool.maxPersistentPerHost = 10
     agent: IAgent = Agent(reactor, pool=pool)
     return agent
+
+
+class _BoundedBody(Protocol):
+    """Collects a response body, failing once it passes C{limit} bytes."""
+
+    def __init__(self, limit: int, done: Deferred[bytes]) -> None:
+        self._limit = limit
+        self._done = done
+        self._parts: list[bytes] = []
+        self._size = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._done.called:
+            return
+        self._size += len(data)
+        if self._size > self._limit:
+            self._done.errback(_Unusable(MALFORMED, f"the answer is over {self._limit} bytes"))
+            if self.transport is not None:
+                self.transport.stopProducing()  # type: ignore[attr-defined]
+            return
+        self._parts.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._done.called:
+            return
+        if reason.check(ResponseDone):
+            self._done.callback(b"".join(self._parts))
+        else:
+            self._done.errback(reason)
+
+
+def _read_body(response: IResponse, limit: int) -> Deferred[bytes]:
+    """The body of C{response}, or a failure if it is longer than C{limit} bytes."""
+    done: Deferred[bytes] = Deferred()
+    response.deliverBody(_BoundedBody(limit, done))
+    return done

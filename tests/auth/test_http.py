@@ -22,7 +22,7 @@ from twisted.web.http_headers import Headers
 from twisted.web.iweb import IBodyProducer
 from zope.interface.verify import verifyObject
 
-from mqttx.auth.http import HTTPAuthenticator
+from mqttx.auth.http import MAX_ANSWER_BYTES, HTTPAuthenticator
 from mqttx.auth.setup import build_authenticator
 from mqttx.config import ConfigError, HTTPAuthConfig, ListenerConfig, parse_config
 from mqttx.interfaces import IAuthenticator
@@ -179,6 +179,21 @@ class HTTPAuthenticatorTests(SynchronousTestCase):
             self.agent.answer(-1, code, body)
             self.assertEqual(self.successResultOf(d), ReasonCode.SERVER_UNAVAILABLE, (code, body))
         self.assertEqual(len(self.agent.requests), 6)
+
+    def test_oversized_answer_unavailable(self) -> None:
+        """
+        An answer longer than C{MAX_ANSWER_BYTES} is not read to its end:
+        0x88 server unavailable, as for any unusable answer; one at the
+        limit is read.
+        """
+        padded = b'{"result": "allow"' + b" " * (MAX_ANSWER_BYTES - len(ALLOW)) + b"}"
+        self.assertEqual(len(padded), MAX_ANSWER_BYTES)
+        d = self.ask()
+        self.agent.answer(-1, 200, padded)
+        self.assertEqual(self.successResultOf(d), ReasonCode.SUCCESS)
+        d = self.ask(client_id="other")
+        self.agent.answer(-1, 200, padded + b" ")
+        self.assertEqual(self.successResultOf(d), ReasonCode.SERVER_UNAVAILABLE)
 
     def test_connection_error(self) -> None:
         """A connection error refuses with 0x88."""
