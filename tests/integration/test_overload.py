@@ -175,14 +175,15 @@ class OverloadTests(SynchronousTestCase):
             protocol=MQTTProtocolVersion.MQTTv5,
         )
         good.on_message = on_message
+        subscribed = threading.Event()
+        good.on_subscribe = lambda *args: subscribed.set()
         good.connect("127.0.0.1", port, keepalive=30)
         good.loop_start()
         self.addCleanup(good.loop_stop)
         self.addCleanup(good.disconnect)
         _, mid = good.subscribe(topic, qos=1)
         self.assertTrue(wait_until(lambda: good.is_connected(), STOP_TIMEOUT))
-        # real-time: the SUBACK.
-        time.sleep(0.2)
+        self.assertTrue(subscribed.wait(STOP_TIMEOUT), "no SUBACK")
         baseline = rss_kb(pid)
 
         stats = {"bytes": 0, "connections": 0}
