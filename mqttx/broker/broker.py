@@ -9,26 +9,22 @@ L{mqttx.transports.mqtt}); it answers through the same link.
 
 from __future__ import annotations
 
-import secrets
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import replace
 from functools import partial
 from random import Random
 from typing import TYPE_CHECKING, Protocol
 
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from mqttx.auth.anonymous import NoUserDatabase
-from mqttx.auth.ratelimit import AuthFailureLimiter, source_host
+from mqttx.auth.ratelimit import AuthFailureLimiter
 from mqttx.interfaces import IAuthenticationMethod, IAuthenticator, IAuthorizer, IStore
 from mqttx.mqtt.packet_type import ProtocolVersion
 from mqttx.mqtt.packets import (
     Auth,
-    ConnAck,
     Connect,
     Disconnect,
     PingResp,
@@ -42,42 +38,27 @@ from mqttx.mqtt.packets import (
     UnsubAck,
     Unsubscribe,
 )
-from mqttx.mqtt.properties import NO_PROPERTIES, Properties
-from mqttx.mqtt.reason_codes import ReasonCode, connack_code_v3, describe
-from mqttx.mqtt.topics import SHARE_PREFIX, is_valid_topic_name, parse_shared
+from mqttx.mqtt.properties import NO_PROPERTIES
+from mqttx.mqtt.reason_codes import ReasonCode
+from mqttx.mqtt.topics import SHARE_PREFIX, parse_shared
 
-from .auth import AuthFailure, AuthSuccess, EnhancedAuthentication, connack_code
+from .acks import Acknowledgements
+from .admission import Admission
+from .auth import EnhancedAuthentication
 from .flow import FlowControl
 from .limits import filter_refusal
 from .message import Message
-from .replies import (
-    IN_USE,
-    NOT_FOUND,
-    NOT_UTF8,
-    QUEUES_FULL,
-    connack_properties,
-    is_utf8,
-    suback_refusals,
-    will_message,
-)
+from .replies import IN_USE, NOT_FOUND, NOT_UTF8, QUEUES_FULL, is_utf8, suback_refusals
 from .retained import RetainedIndex
 from .router import Route, Router
-from .session import Counters, FrameCache, PendingAck, Session, SessionLink
+from .session import Counters, FrameCache, Session, SessionLink
 from .shared import STRATEGIES
 from .state import SharedDelivery, StoredSession, SubscriptionEntry
-from .stats import CONNECT_ACCEPTED, ListenerStats
+from .stats import ListenerStats
 from .systopics import SYS_PREFIX, SysTopics
 
 if TYPE_CHECKING:
     from mqttx.config import MQTTConfig
-
-#: The largest value of a four-byte session expiry: the session never ends.
-NEVER_EXPIRES = 0xFFFFFFFF
-
-#: CONNACK refusals counted as authentication failures.
-_AUTH_FAILURES = frozenset(
-    {ReasonCode.BAD_USER_NAME_OR_PASSWORD, ReasonCode.NOT_AUTHORIZED, ReasonCode.BAD_AUTHENTICATION_METHOD}
-)
 
 
 class ClientLink(SessionLink, Protocol):
@@ -147,16 +128,9 @@ class Broker:
         self.retained: RetainedIndex[Message] = RetainedIndex()
         self._clock = clock
         self._store = store
-        self._authenticator = authenticator or NoUserDatabase(True)
         self._authorizer = authorizer
         #: Denials logged, as (client id, action, topic): each once.
         self._denials_logged: set[tuple[str, str, str]] = set()
-        self._auth_limiter = auth_limiter
-        self._auth_methods: dict[str, IAuthenticationMethod] = {}
-        for method in authentication_methods:
-            if method.name in self._auth_methods:
-                raise ValueError(f"two authentication methods named {method.name!r}")
-            self._auth_methods[method.name] = method
         self._random = random if random is not None else Random()
         self._pick = STRATEGIES[config.shared_subscription_strategy]
         self._stopping = False
@@ -175,7 +149,23 @@ class Broker:
         # Store writes caused by the PUBLISH being handled: its
         # acknowledgement waits for them (see IStore).
         self._writes: list[Deferred[None]] = []
+        self._acknowledge = Acknowledgements(self._writes).acknowledge
         self.flow = FlowControl(clock, config.flow_control_timeout)
+        #: Decides on CONNECT packets.
+        self.admission = Admission(
+            config,
+            self,
+            store=store,
+            authenticator=authenticator or NoUserDatabase(True),
+            authentication_methods=authentication_methods,
+            auth_limiter=auth_limiter,
+            authorizer=authorizer,
+        )
+
+    @property
+    def stopping(self) -> bool:
+        """Whether L{shutdown} has begun."""
+        return self._stopping
 
     def stats_for(self, listener: str) -> ListenerStats:
         """The counters of the listener named C{listener}, created on first use."""
@@ -208,7 +198,7 @@ class Broker:
         # session is back, so that their wills reach all subscribers.
         for session in expired:
             if session is not None:
-                self._end_session(session)
+                self.end_session(session)
         self.log.info(
             "broker {node} ready: {sessions} stored sessions, {retained} retained messages",
             node=self.node_name,
@@ -222,7 +212,7 @@ class Broker:
     def _restore(self, stored: StoredSession, now: float) -> Session | None:
         """Rebuild a stored session; return it if it has already expired."""
         record = stored.record
-        session = self._new_session(record.client_id, record.protocol_level, record.expiry_interval)
+        session = self.new_session(record.client_id, record.protocol_level, record.expiry_interval)
         session.stored = True
         for entry in record.subscriptions:
             session.subscriptions[entry.topic_filter] = entry
@@ -281,254 +271,12 @@ class Broker:
 
     def connect(self, link: ClientLink, connect: Connect) -> Deferred[Session | None]:
         """
-        Decide on a CONNECT and answer it with CONNACK.
+        Decide on a CONNECT and answer it with CONNACK (see L{Admission}).
 
         @return: a Deferred firing with the client's session if it was let in,
             or C{None} after a refusal (the caller then closes the connection).
         """
-        level = connect.protocol_level
-        v5 = level == ProtocolVersion.MQTT_5
-        config = self.config
-        if config.server_reference is not None:
-            # MQTT 5 section 4.11: send the client elsewhere, with the Server
-            # Reference (3.2.2.3.16); 3.1.1 can only say 0x03 (unavailable).
-            code = ReasonCode.SERVER_MOVED if config.server_moved else ReasonCode.USE_ANOTHER_SERVER
-            return self._refuse(link, connect, code, Properties(server_reference=config.server_reference))
-        props = connect.properties
-        client_id = connect.client_id
-        assigned = None
-        if not client_id:
-            if level == ProtocolVersion.MQTT_3_1 or (not v5 and not connect.clean_start):
-                # [MQTT-3.1.3-8] 3.1.1 assigns an id only with a clean session.
-                return self._refuse(link, connect, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
-            client_id = assigned = "mqttx-" + secrets.token_hex(8)
-        method = None
-        if props.authentication_method is not None:
-            method = self._auth_methods.get(props.authentication_method)
-            if method is None:
-                # [MQTT-4.12.0-1] A method not offered: CONNACK 0x8C, close.
-                return self._refuse(link, connect, ReasonCode.BAD_AUTHENTICATION_METHOD)
-        will = connect.will
-        if will is not None:
-            if not is_valid_topic_name(will.topic):
-                if not v5:
-                    # [MQTT-4.7.1-1] breaks section 3.1, and 3.1.1 has no
-                    # return code for it: close without CONNACK [MQTT-3.1.4-1].
-                    return succeed(None)
-                return self._refuse(link, connect, ReasonCode.TOPIC_NAME_INVALID)
-            if will.retain and not self.config.retain_available:
-                # [MQTT-3.2.2-13]
-                return self._refuse(link, connect, ReasonCode.RETAIN_NOT_SUPPORTED)
-            if will.qos > config.maximum_qos:
-                # [MQTT-3.2.2-12] CONNACK 0x9B; 3.1.1 has no such code, and
-                # should answer with the nearest one (section 3.1.4): 0x03.
-                return self._refuse(link, connect, ReasonCode.QOS_NOT_SUPPORTED)
-            if will.properties.payload_format_indicator == 1 and config.validate_payload_format:
-                if not is_utf8(will.payload):
-                    # Section 3.1.3.2.3: a will declared UTF-8 that is not
-                    # gets CONNACK 0x99 (only 5.0 wills have properties).
-                    return self._refuse(
-                        link,
-                        connect,
-                        ReasonCode.PAYLOAD_FORMAT_INVALID,
-                        Properties(reason_string="will payload is not valid UTF-8"),
-                    )
-        server_keep_alive = None
-        keepalive_max = self.config.keepalive_max
-        if keepalive_max and (connect.keep_alive == 0 or connect.keep_alive > keepalive_max):
-            if not v5:
-                # 3.1.1 cannot be told another keep-alive: refuse, as Mosquitto does.
-                return self._refuse(link, connect, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
-            server_keep_alive = keepalive_max
-        limiter = self._auth_limiter
-        if limiter is not None and limiter.blocked(source_host(link.peer)):
-            # Too many failed authentications from this address lately:
-            # refused without checking (no password hash spent on it).
-            # 0x9F (connection rate exceeded); 3.1.1: 0x03 (unavailable).
-            return self._refuse(link, connect, ReasonCode.CONNECTION_RATE_EXCEEDED)
-        if method is not None:
-            # Section 4.12: the method alone authenticates the client, over
-            # AUTH packets; nothing is admitted before it succeeds.
-            authentication = EnhancedAuthentication(method, link, client_id, connect.username)
-            link.authentication = authentication
-            outcome = authentication.authenticate(props.authentication_data)
-            return outcome.addCallback(
-                self._enhanced_authenticated, link, connect, client_id, assigned, server_keep_alive
-            )
-        d = self._authenticator.authenticate(client_id, connect.username, connect.password, link.listener)
-        return d.addCallback(self._authenticated, link, connect, client_id, assigned, server_keep_alive)
-
-    def _enhanced_authenticated(
-        self,
-        outcome: AuthSuccess | AuthFailure | None,
-        link: ClientLink,
-        connect: Connect,
-        client_id: str,
-        assigned: str | None,
-        server_keep_alive: int | None,
-    ) -> Deferred[Session | None] | Session | None:
-        if outcome is None:
-            return None  # The connection closed during the exchange.
-        if isinstance(outcome, AuthFailure):
-            if self._auth_limiter is not None:
-                self._auth_limiter.failed(source_host(link.peer))
-            # [MQTT-4.12.0-4] CONNACK with the method's reason, then close.
-            return self._refuse(link, connect, connack_code(outcome))
-        return self._authenticated(ReasonCode.SUCCESS, link, connect, client_id, assigned, server_keep_alive)
-
-    def _authenticated(
-        self,
-        code: int,
-        link: ClientLink,
-        connect: Connect,
-        client_id: str,
-        assigned: str | None,
-        server_keep_alive: int | None,
-    ) -> Deferred[Session | None] | Session | None:
-        if code != ReasonCode.SUCCESS:
-            if code == ReasonCode.BAD_USER_NAME_OR_PASSWORD and self._auth_limiter is not None:
-                self._auth_limiter.failed(source_host(link.peer))
-            return self._refuse(link, connect, ReasonCode(code))
-        if self._stopping:
-            return self._refuse(link, connect, ReasonCode.SERVER_UNAVAILABLE)
-        return self._admit(link, connect, client_id, assigned, server_keep_alive)
-
-    def _refuse(
-        self, link: ClientLink, connect: Connect, code: ReasonCode, properties: Properties = NO_PROPERTIES
-    ) -> Deferred[Session | None]:
-        """
-        Answer CONNECT with CONNACK C{code} (3.1/3.1.1: the nearest return
-        code), and C{properties} for MQTT 5, with a Reason String describing
-        the code unless they have one; the caller then closes.
-        """
-        self.log.info(
-            "CONNACK {code.name} for {client_id!r} from {peer}",
-            code=code,
-            client_id=connect.client_id,
-            peer=link.peer,
-            listener=link.listener,
-            protocol_level=connect.protocol_level,
-            username=connect.username,
-            reason=code.name.lower(),
-            event_id="connect.refused",
-        )
-        self.stats_for(link.listener).connects[code.name.lower()] += 1
-        if code in _AUTH_FAILURES:
-            self.auth_failures += 1
-        if connect.protocol_level == ProtocolVersion.MQTT_5:
-            if properties.reason_string is None:
-                properties = replace(properties, reason_string=describe(code) or None)
-            link.send(ConnAck(False, code, properties))
-        else:
-            link.send(ConnAck(False, connack_code_v3(code)))
-        return succeed(None)
-
-    def _admit(
-        self,
-        link: ClientLink,
-        connect: Connect,
-        client_id: str,
-        assigned: str | None,
-        server_keep_alive: int | None,
-    ) -> Session:
-        config = self.config
-        level = connect.protocol_level
-        v5 = level == ProtocolVersion.MQTT_5
-        existing = self.sessions.get(client_id)
-        if existing is not None and existing.link is not None:
-            # [MQTT-3.1.4-3] Take the session over: close the old connection,
-            # which loses its will as any abnormal end would.
-            old = existing.link
-            existing.link = None
-            self.clients_connected -= 1
-            old.close(ReasonCode.SESSION_TAKEN_OVER)
-            self.log.info(
-                "session {client_id!r} taken over by {peer}",
-                client_id=client_id,
-                peer=link.peer,
-                event_id="session.takeover",
-            )
-            self._detach(existing)
-            existing = self.sessions.get(client_id)
-        if existing is not None and connect.clean_start:
-            # [MQTT-3.1.2-4] Clean start discards the existing session.
-            self._end_session(existing)
-            existing = None
-
-        if v5:
-            requested = connect.properties.session_expiry_interval or 0
-        else:
-            requested = 0 if connect.clean_start else NEVER_EXPIRES
-        expiry = min(requested, config.max_session_expiry)
-
-        if existing is None:
-            session = self._new_session(client_id, level, expiry)
-            self.sessions[client_id] = session
-            present = False
-        else:
-            session = existing
-            present = True
-            # [MQTT-3.1.3-9] A resumed session cancels a delayed will.
-            session.cancel_timers()
-            session.pending_will = None
-            session.protocol_level = level
-            session.expiry_interval = expiry
-
-        session.will, session.will_delay = will_message(connect.will, client_id)
-        session.send_quota = (
-            connect.properties.receive_maximum or 65535 if v5 else config.max_inflight
-        )
-        session.disconnected_at = None
-        session.link = link
-        if self._authorizer is not None:
-            access = session.access = self._authorizer.for_client(client_id, connect.username)
-            will = session.will
-            if will is not None and not access.can_publish(will.topic):
-                # A will is a PUBLISH made for the client: one it may not
-                # make is dropped, as its own would be; the client is let in.
-                self._log_denial(client_id, "will", will.topic)
-                session.will = None
-        self.clients_connected += 1
-        if self.clients_connected > self.clients_maximum:
-            self.clients_maximum = self.clients_connected
-        self.stats_for(link.listener).connects[CONNECT_ACCEPTED] += 1
-        if server_keep_alive is not None:
-            link.set_keep_alive(server_keep_alive)
-        if session.persistent:
-            session.stored = True
-            self._store.save_session(session.record())
-        elif session.stored:
-            session.stored = False
-            self._store.delete_session(client_id)
-
-        props = NO_PROPERTIES
-        if v5:
-            props = connack_properties(self.config, connect, client_id, requested, expiry, assigned, server_keep_alive)
-            authentication = link.authentication
-            if authentication is not None:
-                # [MQTT-4.12.0-5] The CONNECT's method, and its final data.
-                props = replace(
-                    props,
-                    authentication_method=authentication.method_name,
-                    authentication_data=authentication.final_data,
-                )
-        link.send(ConnAck(present, ReasonCode.SUCCESS, props))
-        self.log.info(
-            "client {client_id!r} connected from {peer} on {listener} (MQTT level {protocol_level}, "
-            "user {username!r}, session present: {present})",
-            client_id=client_id,
-            peer=link.peer,
-            listener=link.listener,
-            protocol_level=level,
-            username=connect.username,
-            present=present,
-            reason=CONNECT_ACCEPTED,
-            event_id="client.connected",
-        )
-        if present:
-            session.resend_inflight()
-            session.drain()
-        return session
+        return self.admission.connect(link, connect)
 
     def disconnect(self, session: Session, packet: Disconnect) -> None:
         """
@@ -556,9 +304,10 @@ class Broker:
             # Section 4.8.2: what it did not acknowledge may go to another
             # member at once. (At shutdown, sessions are kept as they stand.)
             session.hand_over_shared(partial(self._hand_over, session))
-        self._detach(session)
+        self.detach(session)
 
-    def _detach(self, session: Session) -> None:
+    def detach(self, session: Session) -> None:
+        """A session lost its connection: start its will delay and expiry, or end it."""
         now = self._clock.seconds()
         session.disconnected_at = now
         will = session.will
@@ -572,7 +321,7 @@ class Broker:
                 session.pending_will = will
                 session.will_call = self._clock.callLater(delay, self._fire_will, session)
         if session.expiry_interval == 0:
-            self._end_session(session)
+            self.end_session(session)
             return
         if not self._stopping:
             session.expiry_call = self._clock.callLater(session.expiry_interval, self._expire, session)
@@ -597,9 +346,10 @@ class Broker:
     def _expire(self, session: Session) -> None:
         session.expiry_call = None
         self.log.info("session {client_id!r} expired", client_id=session.client_id, event_id="session.expired")
-        self._end_session(session)
+        self.end_session(session)
 
-    def _new_session(self, client_id: str, level: int, expiry: int) -> Session:
+    def new_session(self, client_id: str, level: int, expiry: int) -> Session:
+        """A new session, not yet in L{sessions}."""
         return Session(
             client_id,
             level,
@@ -612,7 +362,8 @@ class Broker:
             flow=self.flow,
         )
 
-    def _end_session(self, session: Session) -> None:
+    def end_session(self, session: Session) -> None:
+        """End a session: drop its subscriptions and publish its pending will."""
         session.cancel_timers()
         will = session.pending_will
         session.pending_will = None
@@ -722,7 +473,7 @@ class Broker:
         message is dropped and acknowledged as usual [MQTT-3.3.5-2], as
         Mosquitto does.
         """
-        self._log_denial(session.client_id, "publish", packet.topic)
+        self.log_denial(session.client_id, "publish", packet.topic)
         qos = packet.qos
         if qos == 0:
             return
@@ -739,7 +490,7 @@ class Broker:
                 self._writes.append(self._store.add_inbound_qos2(session.client_id, pid))
             self._acknowledge(session, link, PubRec(pid))
 
-    def _log_denial(self, client_id: str, action: str, topic: str) -> None:
+    def log_denial(self, client_id: str, action: str, topic: str) -> None:
         """Log a denial once per client, action and topic, not per message."""
         key = (client_id, action, topic)
         logged = self._denials_logged
@@ -765,7 +516,7 @@ class Broker:
         access = session.access
         if access is not None and access.can_read(topic):
             return True
-        self._log_denial(session.client_id, "delivery", topic)
+        self.log_denial(session.client_id, "delivery", topic)
         return False
 
     def _readable(self, routes: tuple[Route, ...], topic: str) -> tuple[Route, ...]:
@@ -793,63 +544,6 @@ class Broker:
         ack = PubAck if qos == 1 else PubRec
         self._acknowledge(session, link, ack(pid, ReasonCode.PAYLOAD_FORMAT_INVALID, NOT_UTF8))
 
-    def _acknowledge(self, session: Session, link: SessionLink, ack: PubAck | PubRec) -> None:
-        """
-        Send C{ack} once the store writes the message caused are done, and
-        after the session's earlier acknowledgements ([MQTT-4.6.0-2],
-        [MQTT-4.6.0-3]: in the order the messages arrived).
-        """
-        writes = self._writes
-        queue = session.acks
-        waits: list[Deferred[None]] = []
-        if writes:
-            last = None
-            for d in writes:
-                # Writes already done (the memory store's, batch durability's)
-                # need no waiting; failed ones do, to fail the acknowledgement.
-                if d is not last and (not d.called or isinstance(d.result, Failure)):
-                    waits.append(d)
-                last = d
-            writes.clear()
-        if not waits and not queue:
-            link.send(ack)
-            return
-        entry = PendingAck(ack, link, len(waits))
-        queue.append(entry)
-        for d in waits:
-            d.addCallbacks(
-                self._write_done, self._write_failed, callbackArgs=(session, entry), errbackArgs=(session, entry)
-            )
-        if not waits:
-            self._send_acks(session)
-
-    def _write_done(self, result: object, session: Session, entry: PendingAck) -> None:
-        entry.waiting -= 1
-        if not entry.waiting:
-            self._send_acks(session)
-
-    def _write_failed(self, failure: Failure, session: Session, entry: PendingAck) -> None:
-        # Unacknowledged, the message will be sent again by the client: on
-        # another connection, so this one's pending acknowledgements go too.
-        link = entry.link
-        if session.link is link and not entry.failed:
-            self.log.failure(
-                "store write failed for a message from {client_id!r}",
-                failure,
-                client_id=session.client_id,
-                event_id="store.write_failed",
-            )
-            session.acks = deque(e for e in session.acks if e.link is not link)
-            link.close(ReasonCode.UNSPECIFIED_ERROR)
-        entry.failed = True
-
-    def _send_acks(self, session: Session) -> None:
-        """Send the acknowledgements at the head of the queue whose writes are done."""
-        queue = session.acks
-        while queue and not queue[0].waiting:
-            entry = queue.popleft()
-            if session.link is entry.link and not entry.failed:
-                entry.link.send(entry.ack)
 
     def route(self, message: Message) -> int:
         """
@@ -1038,7 +732,7 @@ class Broker:
             if self._authorizer is not None and (access is None or not access.can_subscribe(topic_filter)):
                 # SUBACK 0x87 Not authorized (section 3.9.3); 3.1.1 has only
                 # 0x80 Failure (section 3.9.3). The other filters stand.
-                self._log_denial(session.client_id, "subscribe", topic_filter)
+                self.log_denial(session.client_id, "subscribe", topic_filter)
                 codes.append(ReasonCode.NOT_AUTHORIZED if v5 else 0x80)
                 continue
             refused = filter_refusal(self.config, session.subscriptions, topic_filter, v5)

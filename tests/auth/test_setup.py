@@ -139,7 +139,7 @@ class ServiceTests(SynchronousTestCase):
         assert isinstance(service, MQTTXService)
         assert isinstance(service.password_file, PasswordFileAuthenticator)
         self.assertEqual(service.password_file.users, frozenset({"alice"}))
-        self.assertIs(service.broker._authenticator, service.password_file)  # type: ignore[attr-defined]
+        self.assertIs(service.broker.admission.authenticator, service.password_file)  # type: ignore[attr-defined]
 
     def test_bad_password_file(self) -> None:
         """

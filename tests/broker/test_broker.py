@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred, fail, succeed
 
-from mqttx.broker.broker import NEVER_EXPIRES
+from mqttx.broker.admission import NEVER_EXPIRES
 from mqttx.broker.state import Delivery
 from mqttx.config import MQTTConfig
 from mqttx.interfaces import IStore
