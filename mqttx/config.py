@@ -651,112 +651,44 @@ class _Parser:
         def integer(low: int, high: int | None = None) -> Callable[[object, str], int]:
             return lambda v, k: self._int(v, k, low, high)
 
+        def number(low: float, high: float) -> Callable[[object, str], float]:
+            return lambda v, k: self._number(v, k, low, high)
+
+        # Each key's check, in the order errors are reported.
+        checks: dict[str, Callable[[object, str], Any]] = {
+            "max_packet_size": integer(MIN_PACKET_SIZE, MAX_PACKET_SIZE_LIMIT),
+            "receive_maximum": integer(1, _UINT16),
+            "max_inflight": integer(1, _UINT16),
+            "max_queued_messages": integer(0),
+            "max_session_expiry": integer(0, _UINT32),
+            "retain_available": self._bool,
+            "shared_subscriptions": self._bool,
+            "topic_alias_maximum": integer(0, _UINT16),
+            "keepalive_max": integer(0, _UINT16),
+            "sys_interval": integer(0, 86_400),
+            "maximum_qos": integer(0, 2),
+            "wildcard_subscriptions": self._bool,
+            "subscription_identifiers": self._bool,
+            "shared_subscription_strategy": lambda v, k: self._choice(v, k, SHARED_STRATEGIES),
+            "response_information": self._optional_str,
+            "server_reference": self._optional_str,
+            "server_moved": self._bool,
+            "validate_payload_format": self._bool,
+            "flow_control_timeout": self._seconds,
+            "connect_timeout": number(0.1, 3600.0),
+            "max_connections": integer(0),
+            "max_connection_rate": number(0.0, 1e6),
+            "connection_burst": integer(1),
+            "max_client_id_length": integer(23, _UINT16),
+            "max_topic_length": integer(1, _UINT16),
+            "max_topic_levels": integer(0),
+            "max_subscriptions": integer(0),
+            "max_publish_rate": number(0.0, 1e9),
+            "max_publish_bytes_rate": integer(0),
+        }
+        assert checks.keys() == {f.name for f in fields(MQTTConfig)}, "every mqtt key is checked"
         return MQTTConfig(
-            max_packet_size=self._get(
-                section,
-                "mqtt",
-                "max_packet_size",
-                d.max_packet_size,
-                integer(MIN_PACKET_SIZE, MAX_PACKET_SIZE_LIMIT),
-            ),
-            receive_maximum=self._get(
-                section, "mqtt", "receive_maximum", d.receive_maximum, integer(1, _UINT16)
-            ),
-            max_inflight=self._get(
-                section, "mqtt", "max_inflight", d.max_inflight, integer(1, _UINT16)
-            ),
-            max_queued_messages=self._get(
-                section, "mqtt", "max_queued_messages", d.max_queued_messages, integer(0)
-            ),
-            max_session_expiry=self._get(
-                section, "mqtt", "max_session_expiry", d.max_session_expiry, integer(0, _UINT32)
-            ),
-            retain_available=self._get(
-                section, "mqtt", "retain_available", d.retain_available, self._bool
-            ),
-            shared_subscriptions=self._get(
-                section, "mqtt", "shared_subscriptions", d.shared_subscriptions, self._bool
-            ),
-            topic_alias_maximum=self._get(
-                section, "mqtt", "topic_alias_maximum", d.topic_alias_maximum, integer(0, _UINT16)
-            ),
-            keepalive_max=self._get(
-                section, "mqtt", "keepalive_max", d.keepalive_max, integer(0, _UINT16)
-            ),
-            sys_interval=self._get(section, "mqtt", "sys_interval", d.sys_interval, integer(0, 86_400)),
-            maximum_qos=self._get(section, "mqtt", "maximum_qos", d.maximum_qos, integer(0, 2)),
-            wildcard_subscriptions=self._get(
-                section, "mqtt", "wildcard_subscriptions", d.wildcard_subscriptions, self._bool
-            ),
-            subscription_identifiers=self._get(
-                section, "mqtt", "subscription_identifiers", d.subscription_identifiers, self._bool
-            ),
-            shared_subscription_strategy=self._get(
-                section,
-                "mqtt",
-                "shared_subscription_strategy",
-                d.shared_subscription_strategy,
-                lambda v, k: self._choice(v, k, SHARED_STRATEGIES),
-            ),
-            response_information=self._get(
-                section, "mqtt", "response_information", d.response_information, self._optional_str
-            ),
-            server_reference=self._get(
-                section, "mqtt", "server_reference", d.server_reference, self._optional_str
-            ),
-            server_moved=self._get(section, "mqtt", "server_moved", d.server_moved, self._bool),
-            validate_payload_format=self._get(
-                section, "mqtt", "validate_payload_format", d.validate_payload_format, self._bool
-            ),
-            flow_control_timeout=self._get(
-                section, "mqtt", "flow_control_timeout", d.flow_control_timeout, self._seconds
-            ),
-            connect_timeout=self._get(
-                section,
-                "mqtt",
-                "connect_timeout",
-                d.connect_timeout,
-                lambda v, k: self._number(v, k, 0.1, 3600.0),
-            ),
-            max_connections=self._get(
-                section, "mqtt", "max_connections", d.max_connections, integer(0)
-            ),
-            max_connection_rate=self._get(
-                section,
-                "mqtt",
-                "max_connection_rate",
-                d.max_connection_rate,
-                lambda v, k: self._number(v, k, 0.0, 1e6),
-            ),
-            connection_burst=self._get(
-                section, "mqtt", "connection_burst", d.connection_burst, integer(1)
-            ),
-            max_client_id_length=self._get(
-                section,
-                "mqtt",
-                "max_client_id_length",
-                d.max_client_id_length,
-                integer(23, _UINT16),
-            ),
-            max_topic_length=self._get(
-                section, "mqtt", "max_topic_length", d.max_topic_length, integer(1, _UINT16)
-            ),
-            max_topic_levels=self._get(
-                section, "mqtt", "max_topic_levels", d.max_topic_levels, integer(0)
-            ),
-            max_subscriptions=self._get(
-                section, "mqtt", "max_subscriptions", d.max_subscriptions, integer(0)
-            ),
-            max_publish_rate=self._get(
-                section,
-                "mqtt",
-                "max_publish_rate",
-                d.max_publish_rate,
-                lambda v, k: self._number(v, k, 0.0, 1e9),
-            ),
-            max_publish_bytes_rate=self._get(
-                section, "mqtt", "max_publish_bytes_rate", d.max_publish_bytes_rate, integer(0)
-            ),
+            **{key: self._get(section, "mqtt", key, getattr(d, key), check) for key, check in checks.items()}
         )
 
     def _persistence(self, value: object) -> PersistenceConfig:
