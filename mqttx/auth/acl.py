@@ -184,6 +184,12 @@ def _plain_level(name: str) -> bool:
     return not ("+" in name or "#" in name or "/" in name)
 
 
+def _granted(grants: Iterable[tuple[str, ...]], denials: Iterable[tuple[str, ...]], topic: str) -> bool:
+    """Whether a rule of C{grants} matches C{topic} and none of C{denials} does."""
+    levels = tuple(topic.split("/"))
+    return any(_matches(r, levels) for r in grants) and not any(_matches(r, levels) for r in denials)
+
+
 def _matches(levels: tuple[str, ...], topic: tuple[str, ...]) -> bool:
     """Whether filter C{levels} match C{topic} levels (section 4.7)."""
     if topic[0][:1] == "$" and levels[0] in ("+", "#"):
@@ -307,10 +313,7 @@ class ClientAccess:
             if compiled is None:
                 decided = True
             else:
-                levels = tuple(topic.split("/"))
-                decided = any(_matches(r, levels) for r in compiled.write) and not any(
-                    _matches(r, levels) for r in compiled.deny
-                )
+                decided = _granted(compiled.write, compiled.deny, topic)
             _remember(self._write, topic, decided)
         return decided
 
@@ -332,10 +335,7 @@ class ClientAccess:
             elif compiled is None:
                 decided = True
             else:
-                levels = tuple(topic.split("/"))
-                decided = any(_matches(r, levels) for r in compiled.read) and not any(
-                    _matches(r, levels) for r in compiled.deny
-                )
+                decided = _granted(compiled.read, compiled.deny, topic)
             _remember(self._read, topic, decided)
         return decided
 
