@@ -11,9 +11,8 @@ the key path and what is wrong, for example::
 
 Unknown keys are errors at every level, so a misspelt option is never
 silently ignored. Settings that belong to features of a later release
-(listener protocols other than C{mqtt}, C{tls} blocks, the C{etcd}
-backend, password and ACL files) are rejected with a message saying so
-rather than accepted and ignored.
+(the C{http} and C{coap} listener protocols, the C{etcd} backend) are
+rejected with a message saying so rather than accepted and ignored.
 """
 
 from __future__ import annotations
@@ -34,6 +33,8 @@ __all__ = [
     "ConfigError",
     "HTTPAuthConfig",
     "ListenerConfig",
+    "TLSConfig",
+    "WebSocketConfig",
     "LoggingConfig",
     "MQTTConfig",
     "NodeConfig",
@@ -53,9 +54,8 @@ MIN_PACKET_SIZE = 64
 _UINT16 = 65_535
 _UINT32 = 4_294_967_295
 
-_LISTENER_PROTOCOLS = ("mqtt", "metrics")
+_LISTENER_PROTOCOLS = ("mqtt", "mqtt-ws", "metrics")
 _LATER_LISTENER_PROTOCOLS = {
-    "mqtt-ws": "MQTT over WebSocket",
     "http": "the HTTP bridge",
     "coap": "the CoAP bridge",
 }
@@ -64,6 +64,9 @@ _LATER_BACKENDS = {
     "etcd": "the etcd cluster store",
 }
 _DURABILITY = ("sync", "batch")
+_TLS_VERSIONS = ("1.2", "1.3")
+#: An absolute HTTP request path without query or fragment.
+_WS_PATH = re.compile(r"/[\x21-\x7e]*\Z", re.ASCII)
 _LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 _LOG_FORMATS = ("text", "json")
 _LISTENER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
@@ -106,20 +109,75 @@ class NodeConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TLSConfig:
+    """
+    A listener's C{tls:} block: TLS on its stream endpoint.
+
+    @ivar cert: the PEM file with the server certificate, followed by any
+        intermediate certificates.
+    @ivar key: the PEM file with the certificate's private key.
+    @ivar ca: the PEM bundle of the authorities whose client certificates
+        are accepted; required for C{require_client_cert}.
+    @ivar require_client_cert: mutual TLS: refuse clients without a
+        certificate signed by C{ca}.
+    @ivar use_identity_as_username: take the user name from the client
+        certificate's subject common name instead of CONNECT, and trust the
+        certificate in place of a password (needs C{require_client_cert}).
+    @ivar min_version: the oldest TLS version accepted, C{"1.2"} or C{"1.3"}.
+    @ivar ciphers: an OpenSSL cipher string for TLS 1.2 (TLS 1.3 suites
+        are OpenSSL's); L{None} keeps Twisted's secure default.
+    """
+
+    cert: str
+    key: str
+    ca: str | None = None
+    require_client_cert: bool = False
+    use_identity_as_username: bool = False
+    min_version: str = "1.2"
+    ciphers: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WebSocketConfig:
+    """
+    The WebSocket settings of an C{mqtt-ws} listener.
+
+    @ivar path: the request path clients connect to; others get 404.
+    @ivar permessage_deflate: offer permessage-deflate compression to
+        clients that ask for it.
+    @ivar ping_interval: seconds between WebSocket pings from the broker
+        (a peer that does not answer in as long is dropped); 0: none, the
+        MQTT keep-alive alone watches the connection.
+    @ivar trust_x_forwarded_for: take the client address from the last
+        entry of C{X-Forwarded-For}, for listeners behind a reverse proxy
+        that sets it (never on a listener clients reach directly).
+    """
+
+    path: str = "/mqtt"
+    permessage_deflate: bool = False
+    ping_interval: float = 0.0
+    trust_x_forwarded_for: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class ListenerConfig:
     """
     One place where clients connect.
 
     @ivar name: unique among the listeners; names the listener's service,
         its log lines and metrics.
-    @ivar protocol: what is spoken on it: C{"mqtt"}, or C{"metrics"}
-        (Prometheus metrics over HTTP at C{/metrics}).
+    @ivar protocol: what is spoken on it: C{"mqtt"}, C{"mqtt-ws"} (MQTT
+        over WebSocket), or C{"metrics"} (Prometheus metrics over HTTP at
+        C{/metrics}).
     @ivar endpoint: a Twisted stream server endpoint string, such as
         C{"tcp:1883:interface=127.0.0.1"}.
     @ivar max_connections: the most connections open on this listener at
         once; 0 leaves only the global C{mqtt.max_connections}.
     @ivar allow_anonymous: whether clients without a user name may connect
         on this listener; L{None} follows C{auth.allow_anonymous}.
+    @ivar tls: TLS on the endpoint, or L{None} for plain text.
+    @ivar websocket: the WebSocket settings of an C{mqtt-ws} listener;
+        L{None} for the other protocols.
     """
 
     name: str
@@ -127,6 +185,8 @@ class ListenerConfig:
     endpoint: str
     max_connections: int = 0
     allow_anonymous: bool | None = None
+    tls: TLSConfig | None = None
+    websocket: WebSocketConfig | None = None
 
 
 #: The listeners used when the configuration has no C{listeners} key.
@@ -572,18 +632,11 @@ class _Parser:
 
     def _listener(self, value: object, prefix: str) -> ListenerConfig:
         section = self._section(value, prefix)
-        if "tls" in section:
-            raise self._error(
-                _join(prefix, "tls"), "TLS listeners are not available yet in this release"
-            )
-        if "path" in section:
-            raise self._error(
-                _join(prefix, "path"),
-                "only WebSocket (mqtt-ws) listeners take a path, and they are not "
-                "available yet in this release",
-            )
+        ws_keys = tuple(f.name for f in fields(WebSocketConfig))
         self._known(
-            section, prefix, ("name", "protocol", "endpoint", "max_connections", "allow_anonymous")
+            section,
+            prefix,
+            ("name", "protocol", "endpoint", "max_connections", "allow_anonymous", "tls", *ws_keys),
         )
         for required in ("name", "protocol", "endpoint"):
             if required not in section:
@@ -601,13 +654,93 @@ class _Parser:
             section, prefix, "max_connections", 0, lambda v, k: self._int(v, k, 0)
         )
         allow_anonymous = self._get(section, prefix, "allow_anonymous", None, self._bool)
+        websocket = None
+        if protocol == "mqtt-ws":
+            websocket = self._websocket(section, prefix)
+        else:
+            for key in ws_keys:
+                if key in section:
+                    raise self._error(
+                        _join(prefix, key), "only WebSocket (mqtt-ws) listeners take this key"
+                    )
         return ListenerConfig(
             name=name,
             protocol=protocol,
             endpoint=endpoint,
             max_connections=max_connections,
             allow_anonymous=allow_anonymous,
+            tls=self._get(section, prefix, "tls", None, self._tls),
+            websocket=websocket,
         )
+
+    def _websocket(self, section: Mapping[str, object], prefix: str) -> WebSocketConfig:
+        d = WebSocketConfig()
+        return WebSocketConfig(
+            path=self._get(section, prefix, "path", d.path, self._ws_path),
+            permessage_deflate=self._get(
+                section, prefix, "permessage_deflate", d.permessage_deflate, self._bool
+            ),
+            ping_interval=self._get(section, prefix, "ping_interval", d.ping_interval, self._seconds),
+            trust_x_forwarded_for=self._get(
+                section, prefix, "trust_x_forwarded_for", d.trust_x_forwarded_for, self._bool
+            ),
+        )
+
+    def _ws_path(self, value: object, key: str) -> str:
+        path = self._str(value, key)
+        if not _WS_PATH.match(path) or "?" in path or "#" in path:
+            raise self._error(
+                key, f"expected an absolute path such as '/mqtt' (no query), got {path!r}"
+            )
+        return path
+
+    def _tls(self, value: object, key: str) -> TLSConfig | None:
+        if value is None:
+            return None
+        section = self._section(value, key)
+        self._known(section, key, tuple(f.name for f in fields(TLSConfig)))
+        for required in ("cert", "key"):
+            if required not in section:
+                raise self._error(_join(key, required), "missing (a TLS listener needs it)")
+        d = TLSConfig("", "")
+        tls = TLSConfig(
+            cert=self._file(section["cert"], _join(key, "cert")),
+            key=self._file(section["key"], _join(key, "key")),
+            ca=self._get(section, key, "ca", None, self._optional_file),
+            require_client_cert=self._get(
+                section, key, "require_client_cert", d.require_client_cert, self._bool
+            ),
+            use_identity_as_username=self._get(
+                section, key, "use_identity_as_username", d.use_identity_as_username, self._bool
+            ),
+            min_version=self._get(
+                section,
+                key,
+                "min_version",
+                d.min_version,
+                lambda v, k: self._choice(_version_text(v), k, _TLS_VERSIONS),
+            ),
+            ciphers=self._get(section, key, "ciphers", None, self._optional_str),
+        )
+        if tls.require_client_cert and tls.ca is None:
+            raise self._error(
+                _join(key, "ca"), "missing (require_client_cert checks client certificates against it)"
+            )
+        if tls.use_identity_as_username and not tls.require_client_cert:
+            raise self._error(
+                _join(key, "use_identity_as_username"),
+                "needs require_client_cert: true (the user name comes from the client certificate)",
+            )
+        return tls
+
+    def _file(self, value: object, key: str) -> str:
+        path = self._str(value, key)
+        if not FilePath(path).isfile():
+            raise self._error(key, f"no such file: {path!r}")
+        return path
+
+    def _optional_file(self, value: object, key: str) -> str | None:
+        return None if value is None else self._file(value, key)
 
     def _listener_protocol(self, value: object, key: str) -> str:
         protocol = self._str(value, key)
@@ -816,6 +949,11 @@ class _Parser:
                 lambda v, k: self._choice(v, k, _LOG_FORMATS),
             ),
         )
+
+
+def _version_text(value: object) -> object:
+    # YAML reads an unquoted 1.2 as a float.
+    return str(value) if isinstance(value, float) else value
 
 
 def _join(prefix: str, key: str) -> str:

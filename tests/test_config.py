@@ -5,6 +5,7 @@ Tests for L{mqttx.config}.
 
 from __future__ import annotations
 
+import json
 from dataclasses import FrozenInstanceError
 
 from twisted.python.filepath import FilePath
@@ -20,6 +21,8 @@ from mqttx.config import (
     MQTTConfig,
     NodeConfig,
     PersistenceConfig,
+    TLSConfig,
+    WebSocketConfig,
     load_config,
     parse_config,
 )
@@ -475,10 +478,10 @@ listeners:
 
     def test_later_listener_protocols(self) -> None:
         """
-        WebSocket, HTTP and CoAP listeners come in later releases: they are
-        refused as not available yet, not accepted and ignored.
+        HTTP and CoAP listeners come in later releases: they are refused as
+        not available yet, not accepted and ignored.
         """
-        for protocol in ("mqtt-ws", "http", "coap"):
+        for protocol in ("http", "coap"):
             text = f"listeners: [{{name: a, protocol: {protocol}, endpoint: 'tcp:0'}}]"
             self.assertRejected(text, "listeners[0].protocol", f"'{protocol}'", "not available yet")
 
@@ -493,25 +496,102 @@ listeners:
             "available: mqtt",
         )
 
-    def test_tls_block_not_available(self) -> None:
-        """
-        A C{tls:} block is refused as not available yet: accepting it would
-        run the listener without TLS.
-        """
-        text = """
-listeners:
-  - name: mqtts
-    protocol: mqtt
-    endpoint: "tcp:8883"
-    tls: {cert: etc/tls/server.crt, key: etc/tls/server.key}
-"""
-        self.assertRejected(text, "listeners[0].tls", "TLS listeners are not available yet")
+    def tls_text(self, **tls: object) -> str:
+        """A TLS listener whose certificate and key files exist."""
+        folder = FilePath(self.mktemp())
+        folder.makedirs()
+        for name in ("server.crt", "server.key", "ca.crt"):
+            folder.child(name).setContent(b"PEM")
+        block: dict[str, object] = {
+            "cert": folder.child("server.crt").path,
+            "key": folder.child("server.key").path,
+        }
+        block.update(tls)
+        if block.get("ca") == "ca.crt":
+            block["ca"] = folder.child("ca.crt").path
+        # JSON is YAML's flow style.
+        listener = {"name": "mqtts", "protocol": "mqtt", "endpoint": "tcp:0", "tls": block}
+        return f"listeners: [{json.dumps(listener)}]"
 
-    def test_websocket_path_not_available(self) -> None:
+    def test_tls_block(self) -> None:
         """
-        A listener C{path} belongs to WebSocket listeners, not available yet.
+        A C{tls:} block becomes a L{TLSConfig}; TLS 1.2 is the default floor
+        and the version may be written as a YAML number.
         """
-        self.assertRejected(listener(path="/mqtt"), "listeners[0].path", "not available yet")
+        config = parse_config(
+            self.tls_text(ca="ca.crt", require_client_cert=True, min_version=1.3, ciphers="ECDHE+AESGCM"),
+            SOURCE,
+        )
+        tls = config.listeners[0].tls
+        assert tls is not None
+        self.assertTrue(tls.cert.endswith("server.crt"))
+        self.assertTrue(tls.key.endswith("server.key"))
+        self.assertTrue(tls.ca is not None and tls.ca.endswith("ca.crt"))
+        self.assertTrue(tls.require_client_cert)
+        self.assertFalse(tls.use_identity_as_username)
+        self.assertEqual(tls.min_version, "1.3")
+        self.assertEqual(tls.ciphers, "ECDHE+AESGCM")
+        defaults = parse_config(self.tls_text(), SOURCE).listeners[0].tls
+        assert defaults is not None
+        self.assertEqual(defaults, TLSConfig(cert=defaults.cert, key=defaults.key))
+        self.assertEqual((defaults.min_version, defaults.ca, defaults.ciphers), ("1.2", None, None))
+        self.assertIsNone(parse_config(listener(), SOURCE).listeners[0].tls)
+
+    def test_tls_errors(self) -> None:
+        """
+        A TLS block names files that exist, asks for a CA to check client
+        certificates against, and takes identities only from required
+        certificates; old TLS versions are refused.
+        """
+        self.assertRejected(
+            "listeners: [{name: a, protocol: mqtt, endpoint: 'tcp:0', tls: {key: k}}]",
+            "listeners[0].tls.cert",
+            "missing",
+        )
+        self.assertRejected(
+            "listeners: [{name: a, protocol: mqtt, endpoint: 'tcp:0', tls: {cert: /nonexistent.crt, key: k}}]",
+            "listeners[0].tls.cert",
+            "no such file: '/nonexistent.crt'",
+        )
+        self.assertRejected(self.tls_text(require_client_cert=True), "listeners[0].tls.ca", "missing")
+        self.assertRejected(
+            self.tls_text(ca="ca.crt", use_identity_as_username=True),
+            "listeners[0].tls.use_identity_as_username",
+            "require_client_cert",
+        )
+        self.assertRejected(self.tls_text(min_version=1.1), "listeners[0].tls.min_version", "'1.1'")
+        self.assertRejected(self.tls_text(verify=True), "listeners[0].tls.verify", "unknown key")
+        self.assertRejected(self.tls_text(ca="/nonexistent"), "listeners[0].tls.ca", "no such file")
+
+    def test_websocket_listener(self) -> None:
+        """
+        An C{mqtt-ws} listener gets L{WebSocketConfig} defaults (path
+        C{/mqtt}) or its own settings.
+        """
+        ws = "listeners: [{name: ws, protocol: mqtt-ws, endpoint: 'tcp:0'%s}]"
+        self.assertEqual(parse_config(ws % "", SOURCE).listeners[0].websocket, WebSocketConfig())
+        config = parse_config(
+            ws % ", path: /ws/mqtt, permessage_deflate: true, ping_interval: 20, trust_x_forwarded_for: true",
+            SOURCE,
+        )
+        self.assertEqual(
+            config.listeners[0].websocket,
+            WebSocketConfig(path="/ws/mqtt", permessage_deflate=True, ping_interval=20.0, trust_x_forwarded_for=True),
+        )
+        self.assertIsNone(parse_config(listener(), SOURCE).listeners[0].websocket)
+
+    def test_websocket_errors(self) -> None:
+        """
+        WebSocket keys belong to C{mqtt-ws} listeners, and the path is an
+        absolute path without a query.
+        """
+        self.assertRejected(listener(path="/mqtt"), "listeners[0].path", "only WebSocket (mqtt-ws)")
+        self.assertRejected(listener(ping_interval="5"), "listeners[0].ping_interval", "only WebSocket")
+        ws = "listeners: [{name: ws, protocol: mqtt-ws, endpoint: 'tcp:0', %s}]"
+        self.assertRejected(ws % "path: mqtt", "listeners[0].path", "absolute path")
+        self.assertRejected(ws % "path: '/mqtt?x=1'", "listeners[0].path", "absolute path")
+        self.assertRejected(ws % "path: '/a b'", "listeners[0].path", "absolute path")
+        self.assertRejected(ws % "ping_interval: -1", "listeners[0].ping_interval", "between 0 and 3600")
 
     # Persistence, auth, logging.
 
