@@ -101,15 +101,21 @@ class BrokerCollector(Collector):
         sent = CounterMetricFamily(
             "mqttx_bytes_sent", "Bytes written to clients, by listener.", labels=["listener"]
         )
+        handshakes = CounterMetricFamily(
+            "mqttx_tls_handshake_failures",
+            "TLS handshakes that failed, by listener.",
+            labels=["listener"],
+        )
         for name, stats in sorted(broker.listener_stats.items()):
             open_.add_metric([name], stats.connections_open)
+            handshakes.add_metric([name], stats.tls_handshake_failures)
             received.add_metric([name], stats.bytes_received)
             sent.add_metric([name], stats.bytes_sent)
             for reason, count in sorted(stats.connects.items()):
                 connects.add_metric([name, reason], count)
             for reason, count in sorted(stats.disconnects.items()):
                 disconnects.add_metric([name, reason], count)
-        yield from (open_, connects, disconnects, received, sent)
+        yield from (open_, connects, disconnects, received, sent, handshakes)
 
     def _messages(self, broker: Broker) -> Iterator[Metric]:
         counters = broker.counters

@@ -59,6 +59,7 @@ from mqttx.store.sqlite import SQLiteStore, StoreError
 from mqttx.systemd import notify
 from mqttx.transports.limits import ConnectionLimits
 from mqttx.transports.mqtt import MQTTServerFactory
+from mqttx.transports.tls import ServerTLS, TLSSetupError
 
 _log = Logger()
 
@@ -125,9 +126,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     reactor.callWhenRunning(_stop_cleanly_on_sigterm, reactor)
     try:
         service = MQTTXService(options.config, reactor, log_file=_twistd_log_file(options))
-    except (StoreError, PasswordFileError, ACLError) as e:
-        # A database or password file that cannot be used: one line, not a
-        # traceback.
+    except (StoreError, PasswordFileError, ACLError, TLSSetupError) as e:
+        # A database, password, ACL or TLS file that cannot be used: one
+        # line, not a traceback.
         raise SystemExit(f"mqttx: {e}") from e
     reactor.callWhenRunning(_reload_on_sighup, reactor, service)
     return service
@@ -246,6 +247,8 @@ class Components:
     #: The ACL authorizer, if an ACL file or admins are configured; its
     #: C{reload()} re-reads the file, keeping the old rules on errors.
     acl: ACLAuthorizer | None = None
+    #: The TLS of each TLS listener; C{reload()} re-reads its files.
+    tls: tuple[ServerTLS, ...] = ()
 
 
 def build_components(config: Config, reactor: Any) -> Components:
@@ -258,8 +261,13 @@ def build_components(config: Config, reactor: Any) -> Components:
     """
     # First: a bad password file stops the start before the store opens.
     authenticator = build_authenticator(config.auth, config.listeners, reactor)
-    # Likewise a bad ACL file.
+    # Likewise a bad ACL file, and bad TLS files.
     acl = build_authorizer(config.auth.acl_file, config.auth.admins)
+    tls = {
+        listener.name: ServerTLS(listener.tls, listener.name)
+        for listener in config.listeners
+        if listener.tls is not None
+    }
     persistence = config.persistence
     store: IStore
     if persistence.backend == "sqlite":
@@ -288,15 +296,25 @@ def build_components(config: Config, reactor: Any) -> Components:
     limits = ConnectionLimits(config.mqtt, reactor)
 
     def factory_for(listener: ListenerConfig) -> IProtocolFactory:
+        factory = protocol_factory(listener)
+        server_tls = tls.get(listener.name)
+        if server_tls is None:
+            return factory
+        # TLS under whatever the listener speaks.
+        return server_tls.wrap(factory, reactor, broker.stats_for(listener.name))
+
+    def protocol_factory(listener: ListenerConfig) -> IProtocolFactory:
         if listener.protocol == "metrics":
             return metrics_site(broker, store)
-        return MQTTServerFactory(
+        mqtt = MQTTServerFactory(
             broker,
             clock=reactor,
             listener=listener.name,
             max_connections=listener.max_connections,
             limits=limits,
+            certificate_username=listener.tls is not None and listener.tls.use_identity_as_username,
         )
+        return mqtt
 
     return Components(
         store=store,
@@ -304,6 +322,7 @@ def build_components(config: Config, reactor: Any) -> Components:
         factory_for=factory_for,
         password_file=authenticator if isinstance(authenticator, PasswordFileAuthenticator) else None,
         acl=acl,
+        tls=tuple(tls.values()),
     )
 
 
@@ -402,6 +421,8 @@ class MQTTXService(MultiService):
         self.password_file = built.password_file
         #: The ACL authorizer, whose C{reload()} SIGHUP is to call, or None.
         self.acl = built.acl
+        #: The TLS of the TLS listeners, whose files SIGHUP reloads.
+        self.tls = built.tls
         self._listeners: list[_Listener] = []
         for listener in config.listeners:
             endpoint = _ObservedEndpoint(serverFromString(reactor, listener.endpoint))
@@ -433,9 +454,10 @@ class MQTTXService(MultiService):
 
     def reload(self) -> None:
         """
-        Read the password file and the ACL file again (SIGHUP). Connections
-        stay; a file with errors leaves its old contents in force and the
-        reason is logged.
+        Read the password file, the ACL file and the TLS listeners'
+        certificates, keys and CA bundles again (SIGHUP). Connections stay
+        (TLS ones with the certificate they started with); a file with
+        errors leaves its old contents in force and the reason is logged.
         """
         self.log.info("reloading on SIGHUP", event_id="service.reload")
         if self.password_file is not None:
@@ -451,6 +473,23 @@ class MQTTXService(MultiService):
                 )
             else:
                 self.log.info("ACL file {path} reloaded", path=self.acl.path, event_id="acl.reloaded")
+        for server_tls in self.tls:
+            try:
+                server_tls.reload()
+            except TLSSetupError as e:
+                self.log.error(
+                    "TLS files not reloaded, keeping the old ones: {error}",
+                    error=str(e),
+                    listener=server_tls.listener,
+                    event_id="tls.reload_failed",
+                )
+            else:
+                self.log.info(
+                    "TLS certificate {path} of listener {listener} reloaded",
+                    path=server_tls.config.cert,
+                    listener=server_tls.listener,
+                    event_id="tls.reloaded",
+                )
 
     def startService(self) -> None:
         """

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 from twisted.internet.defer import Deferred, succeed
@@ -40,6 +40,22 @@ NEVER_EXPIRES = 0xFFFFFFFF
 _AUTH_FAILURES = frozenset(
     {ReasonCode.BAD_USER_NAME_OR_PASSWORD, ReasonCode.NOT_AUTHORIZED, ReasonCode.BAD_AUTHENTICATION_METHOD}
 )
+
+
+@dataclass(frozen=True, slots=True)
+class CertificateIdentity:
+    """
+    Who a client is by its verified TLS certificate, on a listener that
+    takes the certificate's identity as the user name
+    (C{use_identity_as_username}). The certificate authenticates the
+    client: no password is checked, and its name replaces the CONNECT's
+    user name, for ACLs and logs alike.
+
+    @ivar username: the certificate's subject common name; C{None} if the
+        subject has none, and the client is refused (0x87, not authorized).
+    """
+
+    username: str | None
 
 
 class AdmissionHost(Protocol):
@@ -175,6 +191,18 @@ class Admission:
                 # 3.1.1 cannot be told another keep-alive: refuse, as Mosquitto does.
                 return self._refuse(link, connect, ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
             server_keep_alive = keepalive_max
+        identity = link.identity
+        if identity is not None:
+            if identity.username is None:
+                self.log.info(
+                    "client certificate of {client_id!r} from {peer} has no common name for a user name",
+                    client_id=client_id,
+                    peer=link.peer,
+                    listener=link.listener,
+                    event_id="connect.no_certificate_name",
+                )
+                return self._refuse(link, connect, ReasonCode.NOT_AUTHORIZED)
+            connect = replace(connect, username=identity.username, password=None)
         limiter = self._limiter
         if limiter is not None and limiter.blocked(source_host(link.peer)):
             # Too many failed authentications from this address lately:
@@ -190,7 +218,11 @@ class Admission:
             return outcome.addCallback(
                 self._enhanced_authenticated, link, connect, client_id, assigned, server_keep_alive
             )
-        d = self.authenticator.authenticate(client_id, connect.username, connect.password, link.listener)
+        if identity is not None:
+            # The verified certificate authenticated the client.
+            d: Deferred[int] = succeed(ReasonCode.SUCCESS)
+        else:
+            d = self.authenticator.authenticate(client_id, connect.username, connect.password, link.listener)
         return d.addCallback(self._authenticated, link, connect, client_id, assigned, server_keep_alive)
 
     def _enhanced_authenticated(

@@ -36,9 +36,18 @@ class ListenerStats:
         C{"client_disconnect"}, C{"connection_lost"}, or the reason code the
         server closed with (C{"keep_alive_timeout"}, C{"session_taken_over"},
         C{"server_shutting_down"}, C{"malformed_packet"}, ...).
+    @ivar tls_handshake_failures: TLS handshakes that failed (a TLS
+        listener's; see L{mqttx.transports.tls}).
     """
 
-    __slots__ = ("bytes_received", "bytes_sent", "connections_open", "connects", "disconnects")
+    __slots__ = (
+        "bytes_received",
+        "bytes_sent",
+        "connections_open",
+        "connects",
+        "disconnects",
+        "tls_handshake_failures",
+    )
 
     def __init__(self) -> None:
         self.connections_open = 0
@@ -46,6 +55,7 @@ class ListenerStats:
         self.bytes_sent = 0
         self.connects: Counter[str] = Counter()
         self.disconnects: Counter[str] = Counter()
+        self.tls_handshake_failures = 0
 
 
 def disconnect_reason(reason_code: int | None) -> str:

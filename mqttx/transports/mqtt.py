@@ -14,9 +14,11 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from mqttx.broker.admission import CertificateIdentity
 from mqttx.broker.auth import EnhancedAuthentication
 from mqttx.broker.broker import Broker
 from mqttx.broker.limits import topic_checked
@@ -32,6 +34,7 @@ from mqttx.mqtt.packets import Auth, ConnAck, Connect, Disconnect, Packet, Publi
 from mqttx.mqtt.properties import Properties
 from mqttx.mqtt.reason_codes import ConnackReturnCode, ReasonCode
 from mqttx.transports.limits import ConnectionLimits
+from mqttx.transports.tls import peer_common_name
 
 _DISCONNECT_CODES = REASON_CODES[PacketType.DISCONNECT]
 
@@ -65,6 +68,11 @@ class MQTTServerProtocol(Protocol):
         offers; AUTH packets go to it.
     @ivar topic_aliases: the outbound topic aliases of an MQTT 5 client that
         takes them, once CONNECT arrived; else C{None}.
+    @ivar certificate_username: whether the listener takes the user name
+        from the client's TLS certificate (C{use_identity_as_username});
+        set by the factory.
+    @ivar identity: what the client's certificate says, once CONNECT
+        arrived on such a listener; else C{None}.
     """
 
     log = Logger()
@@ -93,7 +101,9 @@ class MQTTServerProtocol(Protocol):
         #: Bytes written during the read being handled, sent at its end.
         self._outbox: list[bytes] | None = None
         self.authentication: EnhancedAuthentication | None = None
-        #: The CONNECT's user name, for logs.
+        self.certificate_username = False
+        self.identity: CertificateIdentity | None = None
+        #: The CONNECT's user name (or the certificate's), for logs.
         self.username: str | None = None
         #: The reason code the server closed the connection with, if it did.
         self._close_code: int | None = None
@@ -146,7 +156,10 @@ class MQTTServerProtocol(Protocol):
         t = self.transport
         self._measurable = all(hasattr(t, a) for a in ("dataBuffer", "offset", "_tempDataLen"))
         # Twisted's TCP transports: what one read causes is sent by _flush.
-        self._direct = self._measurable and hasattr(t, "socket")
+        # Not a TLS one, which passes attribute lookups on to the TCP
+        # transport under it (ProtocolWrapper.__getattr__): its bytes must
+        # go through it to be encrypted.
+        self._direct = self._measurable and hasattr(t, "socket") and not isinstance(t, TLSMemoryBIOProtocol)
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self._timer = self._clock.callLater(self.broker.config.connect_timeout, self._connect_timeout)
         self._stats.connections_open += 1
@@ -405,6 +418,11 @@ class MQTTServerProtocol(Protocol):
             self._refuse_client_id(connect)
             return
         self.username = connect.username
+        if self.certificate_username:
+            # The handshake is over (data arrived): the broker takes the
+            # client's name from its certificate.
+            self.identity = CertificateIdentity(peer_common_name(self.transport))
+            self.username = self.identity.username
         self.max_packet_size = self._conn.client_maximum_packet_size
         self.topic_aliases = self._conn.outbound_aliases
         self._update_reading()
@@ -709,6 +727,8 @@ class MQTTServerFactory(Factory):
     Builds an L{MQTTServerProtocol} for each connection to one listener.
 
     @param listener: the listener's name, for logs and per-listener policy.
+    @param certificate_username: take each client's user name from its TLS
+        certificate (see L{MQTTServerProtocol.certificate_username}).
     """
 
     noisy = False
@@ -721,6 +741,7 @@ class MQTTServerFactory(Factory):
         *,
         max_connections: int = 0,
         limits: ConnectionLimits | None = None,
+        certificate_username: bool = False,
     ) -> None:
         """
         @param max_connections: the listener's own connection limit; 0 for
@@ -733,6 +754,7 @@ class MQTTServerFactory(Factory):
         self.listener = listener
         self.max_connections = max_connections
         self.limits = limits if limits is not None else ConnectionLimits(broker.config, clock)
+        self.certificate_username = certificate_username
 
     def buildProtocol(self, addr: IAddress | None) -> MQTTServerProtocol | None:
         """
@@ -745,4 +767,5 @@ class MQTTServerFactory(Factory):
         proto = MQTTServerProtocol(self.broker, self.clock, self.listener)
         proto.factory = self
         proto.admission = limits
+        proto.certificate_username = self.certificate_username
         return proto
