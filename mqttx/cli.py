@@ -7,7 +7,8 @@ command does what an operator needs beside it:
 
   - C{mqttx version}: print the installed version;
   - C{mqttx check-config [--config PATH]}: check a configuration file the
-    way the broker does at start, without starting anything;
+    way the broker does at start (TLS listeners' certificates and keys
+    included), without starting anything;
   - C{mqttx store stats [--config PATH]}: count what the SQLite store holds;
   - C{mqttx store backup TARGET [--config PATH]}: copy the SQLite store,
     consistently, while the broker runs;
@@ -43,6 +44,7 @@ from mqttx.auth.passwords import (
 from mqttx.config import ConfigError, load_config
 from mqttx.store import tools
 from mqttx.store.schema import StoreError
+from mqttx.transports.tls import TLSSetupError, load_options
 
 __all__ = ["main"]
 
@@ -59,10 +61,18 @@ def _version(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 def _check_config(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     path = FilePath(args.config)
     try:
-        load_config(path)
+        config = load_config(path)
     except ConfigError as e:
         err.write(f"{e}\n")
         return 1
+    for listener in config.listeners:
+        if listener.tls is not None:
+            # Certificates and keys, as the broker loads them at start.
+            try:
+                load_options(listener.tls, listener.name)
+            except TLSSetupError as e:
+                err.write(f"{path.path}: {e}\n")
+                return 1
     out.write(f"{path.path}: OK\n")
     return 0
 

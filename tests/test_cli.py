@@ -28,6 +28,7 @@ from mqttx.cli import main
 from mqttx.store.sqlite import SQLiteStore
 from mqttx.store.tools import stats
 from tests.store.test_tools import NOT_A_DATABASE, filled
+from tests.tlscerts import make_authority
 
 CHECKOUT = FilePath(__file__).parent().parent()
 EXAMPLE = CHECKOUT.descendant(["etc", "mqttx.yaml"])
@@ -84,6 +85,33 @@ class CLITests(SynchronousTestCase):
             self.run_cli("check-config", "--config", path.path),
             (1, "", f"{path.path}: logging.format: expected one of: text, json, got 'xml'\n"),
         )
+
+    def test_check_config_tls_files(self) -> None:
+        """
+        The certificates and keys of TLS listeners are loaded too: a key
+        that does not go with its certificate is reported on one line
+        naming the file; good ones pass.
+        """
+        folder = FilePath(self.mktemp())
+        ca = make_authority(folder)
+        server, other = ca.issue("broker", server=True), ca.issue("other", server=True)
+        path = folder.child("mqttx.yaml")
+
+        def check(key: str) -> tuple[int, str, str]:
+            path.setContent(
+                (
+                    "listeners:\n"
+                    '  - {name: mqtts, protocol: mqtt, endpoint: "tcp:8883",'
+                    f" tls: {{cert: '{server.cert}', key: '{key}'}}}}\n"
+                ).encode()
+            )
+            return self.run_cli("check-config", "--config", path.path)
+
+        self.assertEqual(check(server.key), (0, f"{path.path}: OK\n", ""))
+        status, out, err = check(other.key)
+        self.assertEqual((status, out), (1, ""))
+        self.assertEqual(err.splitlines(), [err.strip()])
+        self.assertIn(f"{path.path}: listener 'mqtts': tls.key {other.key}: does not go with", err)
 
     def test_check_config_missing_file(self) -> None:
         """

@@ -225,6 +225,33 @@ class ExampleTests(SynchronousTestCase):
                 self.assertIn(f"  {name}:", text)
         self.assertEqual(load_config(EXAMPLE), Config())
 
+    def test_example_tls_listener(self) -> None:
+        """
+        The commented-out TLS listener of the example spells out every key
+        of a C{tls:} block, with the defaults, and is valid once its files
+        exist.
+        """
+        lines = EXAMPLE.getContent().decode("utf-8").splitlines()
+        start = lines.index("  # - name: mqtts")
+        end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("  #  "))
+        block = "\n".join(line.replace("  # ", "  ", 1) for line in lines[start:end])
+        folder = FilePath(self.mktemp())
+        folder.makedirs()
+        for name in ("server.crt", "server.key", "ca.crt"):
+            folder.child(name).setContent(b"")
+            block = block.replace(f"/etc/mqttx/tls/{name}", folder.child(name).path)
+        [listener] = parse_config("listeners:\n" + block, "example").listeners
+        self.assertEqual(
+            listener.tls,
+            TLSConfig(
+                cert=folder.child("server.crt").path,
+                key=folder.child("server.key").path,
+                ca=folder.child("ca.crt").path,
+            ),
+        )
+        for name in TLSConfig.__dataclass_fields__:
+            self.assertIn(f"#     {name}:", "\n".join(lines[start:end]))
+
 
 class ErrorTests(SynchronousTestCase):
     """
