@@ -60,6 +60,7 @@ from mqttx.systemd import notify
 from mqttx.transports.limits import ConnectionLimits
 from mqttx.transports.mqtt import MQTTServerFactory
 from mqttx.transports.tls import ServerTLS, TLSSetupError
+from mqttx.transports.websocket import MQTTWebSocketFactory
 
 _log = Logger()
 
@@ -314,6 +315,9 @@ def build_components(config: Config, reactor: Any) -> Components:
             limits=limits,
             certificate_username=listener.tls is not None and listener.tls.use_identity_as_username,
         )
+        if listener.websocket is not None:
+            # mqtt-ws: the same MQTT protocol under WebSocket framing.
+            return MQTTWebSocketFactory(mqtt, listener.websocket)
         return mqtt
 
     return Components(
