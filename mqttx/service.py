@@ -59,6 +59,7 @@ from mqttx.store.sqlite import SQLiteStore, StoreError
 from mqttx.systemd import notify
 from mqttx.transports.limits import ConnectionLimits
 from mqttx.transports.mqtt import MQTTServerFactory
+from mqttx.transports.proxy import ProxyHeaderFactory, proxied_endpoint
 from mqttx.transports.tls import ServerTLS, TLSSetupError
 from mqttx.transports.websocket import MQTTWebSocketFactory
 
@@ -429,8 +430,15 @@ class MQTTXService(MultiService):
         self.tls = built.tls
         self._listeners: list[_Listener] = []
         for listener in config.listeners:
-            endpoint = _ObservedEndpoint(serverFromString(reactor, listener.endpoint))
-            service = StreamServerEndpointService(endpoint, built.factory_for(listener))
+            factory = built.factory_for(listener)
+            description = listener.endpoint
+            behind = proxied_endpoint(description)
+            if behind is not None:
+                # haproxy:: the PROXY header is read first, before TLS, and
+                # the listener's protocol is built with the client's address.
+                description, factory = behind, ProxyHeaderFactory(factory, reactor, listener.name)
+            endpoint = _ObservedEndpoint(serverFromString(reactor, description))
+            service = StreamServerEndpointService(endpoint, factory)
             service.setName(listener.name)
             service.setServiceParent(self)
             self._listeners.append(_Listener(listener, service, endpoint))
