@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import queue
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -56,13 +57,14 @@ from twisted.trial.unittest import FailTest, TestCase
 
 from mqttx.broker.broker import Broker
 from mqttx.config import MQTTConfig
-from mqttx.interfaces import IAuthenticationMethod
+from mqttx.interfaces import IAuthenticationMethod, IAuthorizer
 from mqttx.mqtt.codec import Decoder, encode
 from mqttx.mqtt.errors import MalformedPacket
 from mqttx.mqtt.packets import ConnAck, Connect, Packet, Publish, Will
 from mqttx.mqtt.properties import NO_PROPERTIES, Properties
 from mqttx.store.memory import MemoryStore
 from mqttx.transports.mqtt import MQTTServerFactory, MQTTServerProtocol
+from mqttx.transports.tls import ServerTLS
 
 __all__ = [
     "HOST",
@@ -234,6 +236,7 @@ class _TrackingFactory(MQTTServerFactory):
     def buildProtocol(self, addr: IAddress | None) -> _TrackedProtocol:
         proto = _TrackedProtocol(self.broker, self.clock, self.listener)
         proto.factory = self
+        proto.certificate_username = self.certificate_username
         self.open.add(proto)
         proto.gone.addCallback(lambda _: self.open.discard(proto))
         return proto
@@ -283,6 +286,8 @@ async def start_broker(
     store: MemoryStore | None = None,
     *,
     authentication_methods: Sequence[IAuthenticationMethod] = (),
+    tls: ServerTLS | None = None,
+    authorizer: IAuthorizer | None = None,
     **overrides: Any,
 ) -> RunningBroker:
     """
@@ -293,16 +298,21 @@ async def start_broker(
     @param store: the store to load, to restart a broker; a new one by default.
     @param authentication_methods: the MQTT 5 enhanced authentication
         methods the broker offers.
+    @param tls: TLS for the listener (its C{use_identity_as_username} too).
+    @param authorizer: the broker's authorizer; none by default.
     @param overrides: L{MQTTConfig} fields to change from their defaults.
     """
     config = replace(MQTTConfig(), **overrides)
     store = MemoryStore() if store is None else store
-    broker = Broker(config, clock=reactor, store=store, authentication_methods=authentication_methods)
+    broker = Broker(
+        config, clock=reactor, store=store, authentication_methods=authentication_methods, authorizer=authorizer
+    )
     await broker.start()
     factory = _TrackingFactory(broker, reactor)
+    factory.certificate_username = tls is not None and tls.config.use_identity_as_username
     listening: IListeningPort = await serverFromString(
         _reactor, f"tcp:0:interface={HOST}"
-    ).listen(factory)
+    ).listen(factory if tls is None else tls.wrap(factory, reactor))
     running = RunningBroker(broker, store, listening, factory)
     case.addCleanup(running.stop)
     return running
@@ -396,6 +406,7 @@ class PahoClient:
         session_expiry: int | None = None,
         will: WillSpec | None = None,
         connect_properties: dict[str, Any] | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.port = port
         self.connect_properties = dict(connect_properties or {})
@@ -411,6 +422,8 @@ class PahoClient:
             protocol=version,
             reconnect_on_failure=False,
         )
+        if tls is not None:
+            self.client.tls_set_context(tls)
         if will is not None:
             props = None
             if will.delay is not None or will.user_properties:
