@@ -7,14 +7,17 @@ handshake) and Debian's C{mosquitto_pub} / C{mosquitto_sub}.
 
 from __future__ import annotations
 
+import signal
 import socket
 import ssl
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+from cryptography import x509
 from twisted.internet.threads import deferToThread
 from twisted.logger import LogEvent, capturedLogs
 from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
 
 from mqttx.auth.acl import build_authorizer
 from mqttx.config import TLSConfig
@@ -34,6 +37,15 @@ from tests.integration.helpers import (
     start_broker,
 )
 from tests.integration.test_mosquitto import MOSQUITTO_PUB, MOSQUITTO_SUB, STDBUF
+from tests.test_twistd import (
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    TWISTD,
+    TwistdProcess,
+    free_port,
+    read_packet,
+    wait_until,
+)
 from tests.tlscerts import Authority, Issued, make_authority
 
 #: A 3.1.1 CONNECT with client id "raw" and the CONNACK that accepts it.
@@ -94,7 +106,7 @@ class TLSTestCase(IntegrationTestCase):
         self.other_ca = make_authority(folder.child("other"), "other")
         self.server_cert = self.ca.issue("broker", server=True)
         # "CA" in a class's tls settings stands for the test's CA file.
-        settings = {k: self.ca.cert if v == "CA" else v for k, v in self.tls.items()}
+        settings: dict[str, Any] = {k: self.ca.cert if v == "CA" else v for k, v in self.tls.items()}
         config = TLSConfig(self.server_cert.cert, self.server_cert.key, **settings)
         authorizer = None
         if self.acl is not None:
@@ -276,3 +288,98 @@ class IdentityTests(TLSTestCase):
         self.assertEqual((await client.connect()).reason_code, 0)
         self.assertEqual(await client.subscribe("users/alice/#", 1), 1)
         self.assertEqual(await client.subscribe("users/mallory/#", 1), 0x87)
+
+
+class TwistdTLSTests(SynchronousTestCase):
+    """
+    A real C{twistd mqttx} with a TLS listener: SIGHUP reloads its
+    certificate, and bad TLS files stop it at start with one line.
+    """
+
+    def write_config(self, port: int, cert: Issued) -> FilePath[str]:
+        config = FilePath(self.mktemp())
+        config.parent().makedirs(ignoreExistingDirectory=True)
+        config.setContent(
+            (
+                "node: {name: twistd-test}\n"
+                "listeners:\n"
+                f'  - {{name: mqtts, protocol: mqtt, endpoint: "tcp:{port}:interface=127.0.0.1",'
+                f" tls: {{cert: '{cert.cert}', key: '{cert.key}'}}}}\n"
+                "persistence: {backend: memory}\n"
+                "logging: {format: json}\n"
+            ).encode()
+        )
+        return config
+
+    def tls_connect(self, port: int, ca: Authority, client_id: str) -> tuple[ssl.SSLSocket, int]:
+        """Connect over TLS, CONNECT, and return the socket and the served certificate's serial."""
+        raw = socket.create_connection((HOST, port), timeout=STOP_TIMEOUT)
+        tls = client_context(ca).wrap_socket(raw, server_hostname=HOST)
+        self.addCleanup(tls.close)
+        der = tls.getpeercert(binary_form=True)
+        assert der is not None
+        tls.sendall(encode(Connect(client_id, 4, "MQTT", True, 60), 4))
+        self.assertEqual(read_packet(tls), CONNACK_OK)
+        return tls, x509.load_der_x509_certificate(der).serial_number
+
+    def test_sighup_reloads_certificate(self) -> None:
+        """
+        After the certificate and key files are replaced and SIGHUP is sent,
+        a new connection is served the new certificate, while the one made
+        before stays connected and working (PINGREQ gets PINGRESP). A bad
+        key at the next SIGHUP is logged and the certificate in force stays.
+        """
+        folder = FilePath(self.mktemp())
+        ca = make_authority(folder)
+        cert = ca.issue("broker", server=True)
+        port = free_port()
+        argv = [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", self.write_config(port, cert).path]
+        twistd = TwistdProcess(self, argv)
+        started = wait_until(
+            lambda: twistd.event("service.started") is not None or twistd.process.poll() is not None,
+            START_TIMEOUT,
+        )
+        self.assertTrue(started and twistd.process.poll() is None, twistd.stdout + twistd.stderr)
+        before, old_serial = self.tls_connect(port, ca, "before")
+
+        renewed = ca.issue("broker", server=True, file_name="renewed")
+        FilePath(cert.cert).setContent(FilePath(renewed.cert).getContent())
+        FilePath(cert.key).setContent(FilePath(renewed.key).getContent())
+        new_serial = x509.load_pem_x509_certificate(FilePath(renewed.cert).getContent()).serial_number
+        twistd.process.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_until(lambda: twistd.event("tls.reloaded") is not None, START_TIMEOUT))
+        _, serial = self.tls_connect(port, ca, "after")
+        self.assertEqual(serial, new_serial)
+        self.assertNotEqual(serial, old_serial)
+        before.sendall(b"\xc0\x00")  # PINGREQ
+        self.assertEqual(read_packet(before), b"\xd0\x00")  # PINGRESP
+
+        FilePath(cert.key).setContent(b"not a key\n")
+        twistd.process.send_signal(signal.SIGHUP)
+        self.assertTrue(wait_until(lambda: twistd.event("tls.reload_failed") is not None, START_TIMEOUT))
+        _, serial = self.tls_connect(port, ca, "after-bad-reload")
+        self.assertEqual(serial, new_serial)
+
+        twistd.process.send_signal(signal.SIGTERM)
+        self.assertEqual(twistd.wait(STOP_TIMEOUT), 0, twistd.stdout + twistd.stderr)
+        self.assertNotIn("Traceback", twistd.stdout + twistd.stderr)
+
+    def test_bad_tls_file_at_start(self) -> None:
+        """
+        A key that does not go with the certificate stops twistd before any
+        port opens, with one line naming the listener and the key file.
+        """
+        folder = FilePath(self.mktemp())
+        ca = make_authority(folder)
+        cert, other = ca.issue("broker", server=True), ca.issue("other", server=True)
+        port = free_port()
+        config = self.write_config(port, Issued(cert.cert, other.key))
+        twistd = TwistdProcess(self, [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", config.path])
+        status = twistd.wait(START_TIMEOUT)
+        output = twistd.stdout + twistd.stderr
+        self.assertNotEqual(status, 0, output)
+        self.assertNotIn("Traceback", output)
+        [problem] = output.strip().splitlines()
+        self.assertIn(f"listener 'mqtts': tls.key {other.key}: does not go with the certificate", problem)
+        with socket.socket() as probe:
+            probe.bind((HOST, port))
