@@ -267,6 +267,12 @@ class MQTTWebSocketProtocol(WebSocketServerProtocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
+        call: Any = self.closeHandshakeTimeoutCall
+        if call is not None:
+            # Autobahn leaves it running when the client closes the TCP
+            # connection instead of answering the close.
+            call.cancel()
+            self.closeHandshakeTimeoutCall = None
         mqtt, self.mqtt = self.mqtt, None
         if mqtt is not None:
             # Also for a connection refused at the handshake: its admission

@@ -392,6 +392,8 @@ class PahoClient:
     @ivar disconnects: every loss of the connection.
     @ivar connect_properties: further MQTT 5 CONNECT properties, by their
         paho names (C{TopicAliasMaximum=5}, C{RequestResponseInformation=1}).
+    @param websocket_path: given, the client speaks MQTT over WebSocket to
+        this path of C{port}.
     """
 
     def __init__(
@@ -407,6 +409,7 @@ class PahoClient:
         will: WillSpec | None = None,
         connect_properties: dict[str, Any] | None = None,
         tls: ssl.SSLContext | None = None,
+        websocket_path: str | None = None,
     ) -> None:
         self.port = port
         self.connect_properties = dict(connect_properties or {})
@@ -421,7 +424,11 @@ class PahoClient:
             clean_session=None if v5 else clean,
             protocol=version,
             reconnect_on_failure=False,
+            transport="tcp" if websocket_path is None else "websockets",
         )
+        if websocket_path is not None:
+            # MQTT over WebSocket at this path (subprotocol "mqtt").
+            self.client.ws_set_options(path=websocket_path)
         if tls is not None:
             self.client.tls_set_context(tls)
         if will is not None:

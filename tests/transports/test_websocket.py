@@ -513,6 +513,17 @@ class CloseTests(WebSocketTestCase):
         client.send_packets(Disconnect())
         self.assertEqual(client.frames(), [(CLOSE, struct.pack("!H", 1000))])
 
+    def test_tcp_closed_instead_of_close(self) -> None:
+        """
+        A client that closes the TCP connection instead of answering the
+        close leaves no timer behind.
+        """
+        client = self.connected()
+        client.send_packets(Disconnect())
+        self.assertEqual(client.frames(), [(CLOSE, struct.pack("!H", 1000))])
+        client.lose()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_websocket_close_ends_the_session(self) -> None:
         """The client's WebSocket close ends its MQTT connection: the session is gone."""
         client = self.connected()
