@@ -252,6 +252,20 @@ class ExampleTests(SynchronousTestCase):
         for name in TLSConfig.__dataclass_fields__:
             self.assertIn(f"#     {name}:", "\n".join(lines[start:end]))
 
+    def test_example_websocket_listener(self) -> None:
+        """
+        The commented-out WebSocket listener of the example spells out every
+        WebSocket key, with the defaults, and is valid.
+        """
+        lines = EXAMPLE.getContent().decode("utf-8").splitlines()
+        start = lines.index("  # - name: ws")
+        end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("  #  "))
+        block = "\n".join(line.replace("  # ", "  ", 1) for line in lines[start:end])
+        [listener] = parse_config("listeners:\n" + block, "example").listeners
+        self.assertEqual((listener.protocol, listener.websocket), ("mqtt-ws", WebSocketConfig()))
+        for name in WebSocketConfig.__dataclass_fields__:
+            self.assertIn(f"#   {name}:", "\n".join(lines[start:end]))
+
 
 class ErrorTests(SynchronousTestCase):
     """
