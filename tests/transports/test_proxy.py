@@ -13,6 +13,7 @@ from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import capturedLogs
+from twisted.python.filepath import FilePath
 
 from mqttx.config import ConfigError, parse_config
 from mqttx.mqtt.codec import Decoder, encode
@@ -28,6 +29,8 @@ from mqttx.transports.proxy import (
 
 from ..helpers import PROTOCOL_NAMES, BrokerTestCase
 from ..proxyheaders import v1_header, v2_header, v2_local
+
+EXAMPLE = FilePath(__file__).parent().parent().parent().descendant(["etc", "mqttx.yaml"])
 
 #: The load balancer, as the listener sees it.
 BALANCER = IPv4Address("TCP", "10.0.0.2", 40000)
@@ -325,3 +328,12 @@ persistence: {backend: memory}
             )
         self.assertIn("haproxy:tcp:notaport", str(caught.exception))
 
+
+    def test_example_listener(self) -> None:
+        """The commented-out C{haproxy:} listener of the example is valid."""
+        lines = EXAMPLE.getContent().decode("utf-8").splitlines()
+        start = lines.index("  # - name: lb")
+        end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("  #  "))
+        block = "\n".join(line.replace("  # ", "  ", 1) for line in lines[start:end])
+        [listener] = parse_config("listeners:\n" + block, "example").listeners
+        self.assertEqual(proxied_endpoint(listener.endpoint), "tcp:1884:interface=10.0.0.5")
