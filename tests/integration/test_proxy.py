@@ -301,3 +301,22 @@ class TLSBehindProxyTests(ProxyListenerTestCase):
         [event] = await self.logged("proxy.bad_header")
         self.assertEqual(event["listener"], "lbs")
 
+
+
+class WebSocketBehindProxyTests(ProxyListenerTestCase):
+    """
+    An C{mqtt-ws} listener behind a balancer: the WebSocket protocol too is
+    built once the header is read, so it sees the client's address.
+    """
+
+    listeners = '  - {name: lbws, protocol: mqtt-ws, endpoint: "haproxy:tcp:0:interface=127.0.0.1"}\n'
+
+    async def test_paho_over_websocket_through_the_balancer(self) -> None:
+        relay = await self.relay(CLIENT, 1, "lbws")
+        client = PahoClient(self, relay, "paho-ws", V311, websocket_path="/mqtt")
+        self.assertEqual((await client.connect()).reason_code, 0)
+        self.assertEqual(await client.subscribe("ws/t", 1), 1)
+        await client.publish("ws/t", b"framed", 1)
+        self.assertEqual((await client.messages.get_one()).payload, b"framed")
+        [event] = await self.logged("client.connected")
+        self.assertTrue(event["peer"].startswith(f"{CLIENT}:"), event["peer"])
