@@ -24,6 +24,7 @@ from twisted.internet.interfaces import IProtocolFactory
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import ILogObserver, LogLevel, capturedLogs
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from twisted.python.filepath import FilePath
 from twisted.python.logfile import LogFile
@@ -48,6 +49,7 @@ from mqttx.store.memory import MemoryStore
 from mqttx.store.sqlite import SQLiteStore
 from mqttx.store.writer import GroupCommitWriter
 from mqttx.transports.mqtt import MQTTServerFactory
+from tests.tlscerts import make_authority
 
 EXAMPLE = FilePath(__file__).parent().parent().descendant(["etc", "mqttx.yaml"])
 
@@ -372,6 +374,47 @@ class MakeServiceTests(SynchronousTestCase):
         service.reload()
         self.assertEqual(service.password_file.users, frozenset({"alice", "bob"}))
         self.assertTrue(service.acl.for_client("c", None).can_read("b/x"))
+
+    def test_tls_listener(self) -> None:
+        """
+        A listener with a C{tls:} block gets TLS under its MQTT factory (with
+        C{use_identity_as_username} passed on); SIGHUP reloads its files,
+        keeping the old ones if the new cannot be used; and files that
+        cannot be used at start stop it with one line naming the listener
+        and the file.
+        """
+        ca = make_authority(FilePath(self.mktemp()))
+        cert, other = ca.issue("broker", server=True), ca.issue("other", server=True)
+        tls = (
+            "listeners:\n"
+            '  - {name: mqtts, protocol: mqtt, endpoint: "tcp:18832:interface=127.0.0.1", tls: '
+            f"{{cert: '{cert.cert}', key: 'KEY', ca: '{ca.cert}', require_client_cert: true,"
+            " use_identity_as_username: true}}\n"
+        ) + IN_MEMORY
+        reactor = MemoryReactorClock()
+        service = makeService(self.options(tls.replace("KEY", cert.key)), reactor)
+        assert isinstance(service, MQTTXService)
+        service.startService()
+        [(port, factory, _, _)] = reactor.tcpServers
+        self.assertIsInstance(factory, TLSMemoryBIOFactory)
+        wrapped = cast(TLSMemoryBIOFactory, factory).wrappedFactory
+        self.assertIsInstance(wrapped, MQTTServerFactory)
+        self.assertTrue(cast(MQTTServerFactory, wrapped).certificate_username)
+        with capturedLogs() as events:
+            service.reload()
+        self.assertIn("tls.reloaded", [e.get("event_id") for e in events])
+        FilePath(cert.key).setContent(b"")
+        with capturedLogs() as events:
+            service.reload()
+        [failed] = [e for e in events if e.get("event_id") == "tls.reload_failed"]
+        self.assertIn(cert.key, failed["error"])
+        self.successResultOf(service.stopService())
+        with self.assertRaises(SystemExit) as caught:
+            makeService(self.options(tls.replace("KEY", other.key)), MemoryReactorClock())
+        message = caught.exception.code
+        assert isinstance(message, str)
+        self.assertTrue(message.startswith(f"mqttx: listener 'mqtts': tls.key {other.key}: "), message)
+        self.assertNotIn("\n", message)
 
     def test_real_components_start_and_stop(self) -> None:
         """
