@@ -112,7 +112,12 @@ def load_options(config: TLSConfig, listener: str) -> CertificateOptions:
     key = _private_key(listener, config.key)
     check = SSL.Context(SSL.TLS_METHOD)
     try:
+        # OpenSSL refuses keys its security level finds too weak here.
         check.use_certificate(chain[0])
+    except SSL.Error as e:
+        raise _fail(listener, "cert", config.cert, f"cannot be used: {_ssl_reason(e)}") from e
+    try:
+        # Either compares the key with the certificate.
         check.use_privatekey(key)
         check.check_privatekey()
     except SSL.Error as e:
