@@ -124,6 +124,12 @@ class CollectorTests(BrokerTestCase):
         self.assertGreater(received, 0)
         self.assertEqual(sent, written)
 
+    def test_tls_handshake_failures(self) -> None:
+        """Failed TLS handshakes are counted per listener."""
+        self.broker.stats_for("mqtts").tls_handshake_failures += 3
+        samples = self.scrape()
+        self.assertEqual(value(samples, "mqttx_tls_handshake_failures_total", listener="mqtts"), 3)
+
     def test_disconnects_by_reason(self) -> None:
         """Each end of an admitted connection is counted under its reason."""
         a = self.connect_client("a")
