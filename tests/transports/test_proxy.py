@@ -289,6 +289,9 @@ class EndpointTests(BrokerTestCase):
     def test_proxied_endpoint(self) -> None:
         self.assertEqual(proxied_endpoint("haproxy:tcp:0:interface=127.0.0.1"), "tcp:0:interface=127.0.0.1")
         self.assertEqual(proxied_endpoint("HAProxy:unix:/run/mqttx\\:1.sock"), "unix:/run/mqttx\\:1.sock")
+        self.assertEqual(
+            proxied_endpoint("haproxy:tcp:port=0:interface=127.0.0.1"), "tcp:port=0:interface=127.0.0.1"
+        )
         self.assertIsNone(proxied_endpoint("tcp:1883"))
         self.assertIsNone(proxied_endpoint("haproxy"))
 
@@ -302,6 +305,7 @@ class EndpointTests(BrokerTestCase):
 listeners:
   - {name: lb, protocol: mqtt, endpoint: "haproxy:tcp:18990:interface=127.0.0.1"}
   - {name: direct, protocol: mqtt, endpoint: "tcp:18991:interface=127.0.0.1"}
+  - {name: keywords, protocol: mqtt, endpoint: "haproxy:tcp:port=18992:interface=127.0.0.1"}
 persistence: {backend: memory}
 """,
             "test.yaml",
@@ -310,7 +314,9 @@ persistence: {backend: memory}
         service = MQTTXService(config, reactor)
         with capturedLogs():
             service.startService()
-        (port, proxied, _, interface), (_, direct, _, _) = reactor.tcpServers
+        (port, proxied, _, interface), (_, direct, _, _), (keyword_port, keywords, _, _) = reactor.tcpServers
+        self.assertEqual(keyword_port, 18992)
+        self.assertIsInstance(keywords, ProxyHeaderFactory)
         self.assertEqual((port, interface), (18990, "127.0.0.1"))
         assert isinstance(proxied, ProxyHeaderFactory)
         self.assertEqual(proxied.listener, "lb")
