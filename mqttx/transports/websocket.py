@@ -261,9 +261,21 @@ class MQTTWebSocketProtocol(WebSocketServerProtocol):
         super().connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
-        super().dataReceived(data)
+        # Not Autobahn's dataReceived: it formats a debug line (colours and
+        # all) for every read, whatever the log level. The same for writes
+        # in sendData.
+        self._dataReceived(data)
         if self.state == _CONNECTING and len(self.data) > MAX_REQUEST_BYTES:
             self.failHandshake("Request Header Fields Too Large", 431)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        if sync or chopsize or self.send_queue:
+            super().sendData(data, sync, chopsize)
+            return
+        assert self.transport is not None
+        self.transport.write(data)
+        if self.state == _OPEN:
+            self.trafficStats.outgoingOctetsWireLevel += len(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)
