@@ -22,6 +22,7 @@ from twisted.internet.defer import Deferred, DeferredQueue, gatherResults, maybe
 from twisted.internet.endpoints import TCP4ClientEndpoint, serverFromString
 from twisted.internet.interfaces import IAddress, IListeningPort, IProtocolFactory
 from twisted.internet.protocol import connectionDone
+from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import TestCase
@@ -144,7 +145,14 @@ async def start_brokers(
     await broker.start()
     limits = ConnectionLimits(config, reactor)
     tcp_factory = MQTTServerFactory(broker, reactor, "mqtt", limits=limits)
-    mqtt = MQTTServerFactory(broker, reactor, "ws", max_connections=max_connections, limits=limits)
+    mqtt = MQTTServerFactory(
+        broker,
+        reactor,
+        "ws",
+        max_connections=max_connections,
+        limits=limits,
+        certificate_username=tls is not None and tls.use_identity_as_username,
+    )
     ws_factory = _TrackingWebSocketFactory(mqtt, websocket)
     served: IProtocolFactory = ws_factory if tls is None else ServerTLS(tls, "wss").wrap(ws_factory, reactor)
     endpoint = f"tcp:0:interface={HOST}"
@@ -357,6 +365,31 @@ class SecureWebSocketTests(TestCase):
         await wss.subscribe("secure", 1)
         await tcp.publish("secure", b"over wss", 1)
         self.assertEqual([m.payload for m in await wss.messages.get()], [b"over wss"])
+
+    async def test_certificate_identity(self) -> None:
+        """
+        Over wss with mutual TLS and C{use_identity_as_username}, the user
+        name is the client certificate's common name, not CONNECT's.
+        """
+        authority = make_authority(FilePath(self.mktemp()))
+        issued = authority.issue("localhost", server=True)
+        tls = TLSConfig(
+            cert=issued.cert,
+            key=issued.key,
+            ca=authority.cert,
+            require_client_cert=True,
+            use_identity_as_username=True,
+        )
+        brokers = await start_brokers(self, tls=tls)
+        alice = authority.issue("alice")
+        context = ssl.create_default_context(cafile=authority.cert)
+        context.load_cert_chain(alice.cert, alice.key)
+        client = PahoClient(self, brokers.ws, "cert", V5, websocket_path="/mqtt", tls=context)
+        client.client.username_pw_set("mallory", "wrong")
+        with capturedLogs() as events:
+            self.assertEqual((await client.connect()).reason_code, 0)
+        [connected] = [e for e in events if e.get("event_id") == "client.connected"]
+        self.assertEqual(connected["username"], "alice")
 
 
 _ADDRESS = re.compile(r"\b(\w+)=127\.0\.0\.1:(\d+)")

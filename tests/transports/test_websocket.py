@@ -412,6 +412,23 @@ class StreamTests(WebSocketTestCase):
             client.send(bytes([byte]))
         self.assertEqual([type(p) for p in client.received()], [ConnAck, PingResp])
 
+    def test_frame_with_the_request(self) -> None:
+        """A CONNECT frame in the same TCP read as the opening handshake is read once it is open."""
+        ws = self.ws_factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
+        assert ws is not None
+        transport = _TCPTransport()
+        ws.makeConnection(transport)
+        client = WSClient(ws, transport, 4)
+        request = (
+            "GET /mqtt HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+        )
+        ws.dataReceived(request.encode() + frame(connect()))
+        client._read_response()
+        self.assertEqual(client.status, 101)
+        self.assertIsInstance(client.received()[0], ConnAck)
+
     def test_many_packets_in_one_frame(self) -> None:
         """CONNECT, SUBSCRIBE, PUBLISH and PINGREQ in one frame are all answered."""
         client = self.open_ws()
