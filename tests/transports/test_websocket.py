@@ -39,6 +39,7 @@ from mqttx.mqtt.packets import (
 )
 from mqttx.mqtt.reason_codes import ReasonCode
 from mqttx.transports.mqtt import ABORT_TIMEOUT, MQTTServerFactory, MQTTServerProtocol
+from mqttx.transports.proxy import ProxyHeaderFactory
 from mqttx.transports.websocket import (
     MAX_REQUEST_BYTES,
     MQTTWebSocketFactory,
@@ -364,6 +365,35 @@ class ForwardedForTests(WebSocketTestCase):
         self.use_websocket(trust_x_forwarded_for=False)
         client = self.connected(headers={"X-Forwarded-For": "203.0.113.7"})
         self.assertEqual(client.mqtt.peer, f"192.0.2.1:{self._ports}")
+
+
+class ProxyProtocolTests(WebSocketTestCase):
+    """An C{mqtt-ws} listener behind C{haproxy:} (PROXY protocol)."""
+
+    def test_client_address(self) -> None:
+        """
+        The MQTT protocol is built with the address of the PROXY header, and
+        its reading pauses reach the TCP transport under the header reader.
+        """
+        proxy = ProxyHeaderFactory(self.ws_factory, self.clock, "ws").buildProtocol(None)
+        transport = _TCPTransport()
+        proxy.makeConnection(transport)
+        request = (
+            "GET /mqtt HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Protocol: mqtt\r\n\r\n"
+        )
+        proxy.dataReceived(b"PROXY TCP4 203.0.113.9 10.0.0.1 5555 8083\r\n" + request.encode())
+        ws = proxy.wrappedProtocol
+        assert isinstance(ws, MQTTWebSocketProtocol)
+        client = WSClient(ws, transport, 4)
+        client._read_response()
+        self.assertEqual(client.status, 101)
+        client.send(frame(connect()))
+        self.assertIsInstance(client.received()[0], ConnAck)
+        self.assertEqual(client.mqtt.peer, "203.0.113.9:5555")
+        client.mqtt.hold_reading(True)
+        self.assertEqual(transport.producerState, "paused")
 
 
 class LimitTests(WebSocketTestCase):
