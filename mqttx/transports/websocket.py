@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, NoReturn
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
@@ -304,13 +304,17 @@ class MQTTWebSocketProtocol(WebSocketServerProtocol):
         """
         config = self.factory.websocket
         if request.path != config.path:
-            raise ConnectionDeny(ConnectionDeny.NOT_FOUND, "Not Found")
+            self._deny(ConnectionDeny.NOT_FOUND, "Not Found", f"path {request.path[:100]!r}")
         offered = request.protocols
         selected = next((name for name in SUBPROTOCOLS if name in offered), None)
         if selected is None:
             if offered:
                 # [MQTT-6.0.0-3] A client MUST offer "mqtt".
-                raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, "Bad Request (WebSocket subprotocol mqtt required)")
+                self._deny(
+                    ConnectionDeny.BAD_REQUEST,
+                    "Bad Request (WebSocket subprotocol mqtt required)",
+                    f"subprotocols {', '.join(offered)[:100]!r} offered, not mqtt",
+                )
             self._log.debug(
                 "WebSocket client {peer} offers no subprotocol; served as mqtt",
                 peer=self._peer,
@@ -324,7 +328,9 @@ class MQTTWebSocketProtocol(WebSocketServerProtocol):
         if forwarded is not None:
             address = forwarded_address(forwarded)
             if address is None:
-                raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, "Bad Request (X-Forwarded-For)")
+                self._deny(
+                    ConnectionDeny.BAD_REQUEST, "Bad Request (X-Forwarded-For)", f"X-Forwarded-For {forwarded[:100]!r}"
+                )
             self.peer_address = address
             self._peer = _describe(address)
         # Without the header, the address is the TCP peer's (the proxy's).
@@ -335,17 +341,26 @@ class MQTTWebSocketProtocol(WebSocketServerProtocol):
             raise ConnectionDeny(503, "Service Unavailable")
         self.mqtt = mqtt
 
+    def _deny(self, code: int, reason: str, detail: str) -> NoReturn:
+        """Log the refusal with C{detail}, and refuse with C{code}."""
+        self._log_refusal(code, detail)
+        raise ConnectionDeny(code, reason)
+
     def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
-        if not self._logged:
-            self._logged = True
-            self._log.info(
-                "WebSocket handshake from {peer} refused: {code} {reason}",
-                peer=self._peer,
-                code=code,
-                reason=reason[:200],
-                event_id="websocket.refused",
-            )
+        self._log_refusal(code, reason)
         super().failHandshake(reason, code, responseHeaders)
+
+    def _log_refusal(self, code: int, reason: str) -> None:
+        if self._logged:
+            return
+        self._logged = True
+        self._log.info(
+            "WebSocket handshake from {peer} refused: {code} {reason}",
+            peer=self._peer,
+            code=code,
+            reason=reason[:200],
+            event_id="websocket.refused",
+        )
 
     def onOpenHandshakeTimeout(self) -> None:
         if self.state == _CONNECTING and not self._logged:

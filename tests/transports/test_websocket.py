@@ -307,6 +307,10 @@ class HandshakeTests(WebSocketTestCase):
             self.open_ws(protocols="other")
         self.assertEqual([e.get("event_id") for e in events], ["websocket.refused"])
         self.assertEqual(events[0]["peer"], f"192.0.2.1:{self._ports}")
+        self.assertEqual((events[0]["code"], events[0]["reason"]), (400, "subprotocols 'other' offered, not mqtt"))
+        with capturedLogs() as events:
+            self.open_ws(path="/elsewhere")
+        self.assertEqual([(e["code"], e["reason"]) for e in events], [(404, "path '/elsewhere'")])
 
 
 class ForwardedForTests(WebSocketTestCase):
