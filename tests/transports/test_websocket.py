@@ -4,32 +4,22 @@ Tests for L{mqttx.transports.websocket}: the opening handshake (path,
 subprotocols, X-Forwarded-For, admission), the MQTT byte stream in binary
 frames, closes, pings, permessage-deflate and back-pressure.
 
-Deterministic: a real handshake and masked client frames built here are
-fed to the server protocol on a L{StringTransport}; time is a L{Clock}.
+Deterministic: a real handshake and masked client frames
+(L{tests.transports.websocket_client}) are fed to the server protocol on a L{StringTransport}; time is a L{Clock}.
 """
 
 from __future__ import annotations
 
-import base64
-import os
 import struct
-import zlib
-from dataclasses import replace
-from typing import Any
 
 from twisted.internet.address import IPv4Address
-from twisted.internet.error import ConnectionDone
-from twisted.internet.testing import StringTransport
 from twisted.logger import capturedLogs
-from twisted.python.failure import Failure
 
 from mqttx.config import WebSocketConfig
 from mqttx.mqtt.codec import Decoder, encode
 from mqttx.mqtt.packets import (
     ConnAck,
-    Connect,
     Disconnect,
-    Packet,
     PingReq,
     PingResp,
     Publish,
@@ -38,192 +28,24 @@ from mqttx.mqtt.packets import (
     Subscription,
 )
 from mqttx.mqtt.reason_codes import ReasonCode
-from mqttx.transports.mqtt import ABORT_TIMEOUT, MQTTServerFactory, MQTTServerProtocol
+from mqttx.transports.mqtt import ABORT_TIMEOUT
 from mqttx.transports.proxy import ProxyHeaderFactory
-from mqttx.transports.websocket import (
-    MAX_REQUEST_BYTES,
-    MQTTWebSocketFactory,
-    MQTTWebSocketProtocol,
-    forwarded_address,
+from mqttx.transports.websocket import MAX_REQUEST_BYTES, MQTTWebSocketProtocol, forwarded_address
+
+from .websocket_client import (
+    BINARY,
+    CLOSE,
+    CONTINUATION,
+    PING,
+    PONG,
+    TEXT,
+    TCPTransport,
+    WebSocketTestCase,
+    WSClient,
+    connect,
+    deflate,
+    frame,
 )
-from tests.helpers import PROTOCOL_NAMES, BrokerTestCase
-
-BINARY, TEXT, CONTINUATION, CLOSE, PING, PONG = 2, 1, 0, 8, 9, 10
-
-
-def frame(payload: bytes, opcode: int = BINARY, fin: bool = True, rsv: int = 0, length: int | None = None) -> bytes:
-    """
-    A masked client frame (RFC 6455 section 5.2). C{length} announces
-    another payload length than C{len(payload)} (a frame whose rest never
-    comes).
-    """
-    n = len(payload) if length is None else length
-    head = bytes([(0x80 if fin else 0) | rsv << 4 | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack("!H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack("!Q", n)
-    mask = os.urandom(4)
-    return head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
-
-
-def parse_frames(data: bytes, inflater: Any = None) -> list[tuple[int, bytes]]:
-    """
-    The (opcode, payload) of each unmasked server frame in C{data};
-    compressed payloads are inflated with C{inflater}.
-    """
-    frames = []
-    while data:
-        compressed, opcode, n = data[0] & 0x40, data[0] & 0x0F, data[1] & 0x7F
-        at = 2
-        if n == 126:
-            n, at = struct.unpack("!H", data[2:4])[0], 4
-        elif n == 127:
-            n, at = struct.unpack("!Q", data[2:10])[0], 10
-        payload = data[at : at + n]
-        if compressed:
-            payload = inflater.decompress(payload + b"\x00\x00\xff\xff")
-        frames.append((opcode, payload))
-        data = data[at + n :]
-    return frames
-
-
-def connect(client_id: str = "c", level: int = 4, keep_alive: int = 0) -> bytes:
-    return encode(Connect(client_id, level, PROTOCOL_NAMES[level], True, keep_alive), level)
-
-
-class _TCPTransport(StringTransport):
-    """A TCP transport as Autobahn uses it: unregistering no producer is fine."""
-
-    def unregisterProducer(self) -> None:
-        self.producer = None
-
-    def pauseProducing(self) -> None:
-        self.producerState = "paused"
-
-    def resumeProducing(self) -> None:
-        self.producerState = "producing"
-
-
-class WSClient:
-    """
-    The client end of one WebSocket connection to the server protocol.
-
-    @ivar status: the status code of the handshake's response.
-    @ivar headers: its headers, names in lower case.
-    """
-
-    def __init__(self, ws: MQTTWebSocketProtocol, transport: _TCPTransport, level: int) -> None:
-        self.ws = ws
-        self.transport = transport
-        self.level = level
-        self.status = 0
-        self.headers: dict[str, str] = {}
-        self._read = 0
-        self._decoder = Decoder(protocol_level=level)
-        self._inflater: Any = None
-
-    def handshake(self, path: str, protocols: str | None, headers: dict[str, str]) -> None:
-        lines = [
-            f"GET {path} HTTP/1.1",
-            "Host: broker.example:8083",
-            "Upgrade: websocket",
-            "Connection: Upgrade",
-            "Sec-WebSocket-Version: 13",
-            "Sec-WebSocket-Key: " + base64.b64encode(os.urandom(16)).decode(),
-        ]
-        if protocols is not None:
-            lines.append(f"Sec-WebSocket-Protocol: {protocols}")
-        lines += [f"{name}: {value}" for name, value in headers.items()]
-        self.ws.dataReceived(("\r\n".join(lines) + "\r\n\r\n").encode())
-        self._read_response()
-
-    def _read_response(self) -> None:
-        data = self.transport.value()
-        end = data.find(b"\r\n\r\n")
-        if end < 0:
-            return
-        status, *rest = data[:end].decode().split("\r\n")
-        self.status = int(status.split()[1])
-        self.headers = {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in rest)}
-        self._read = end + 4
-        if self.headers.get("sec-websocket-extensions", "").startswith("permessage-deflate"):
-            self._inflater = zlib.decompressobj(-15)
-
-    @property
-    def mqtt(self) -> MQTTServerProtocol:
-        assert self.ws.mqtt is not None
-        return self.ws.mqtt
-
-    def send(self, data: bytes) -> None:
-        """Send raw bytes: frames built with L{frame}."""
-        self.ws.dataReceived(data)
-
-    def send_packets(self, *packets: Packet) -> None:
-        """Send each packet in a binary message of its own."""
-        for packet in packets:
-            self.send(frame(encode(packet, self.level)))
-
-    def frames(self) -> list[tuple[int, bytes]]:
-        """The frames the server wrote since the last call."""
-        data = self.transport.value()
-        chunk, self._read = data[self._read :], len(data)
-        return parse_frames(chunk, self._inflater)
-
-    def received(self) -> list[Packet]:
-        """The MQTT packets in the binary frames the server wrote since the last call."""
-        frames = self.frames()
-        assert all(opcode == BINARY for opcode, _ in frames), frames
-        return self._decoder.feed(b"".join(payload for _, payload in frames))
-
-    def lose(self) -> None:
-        """The TCP connection is gone."""
-        self.ws.connectionLost(Failure(ConnectionDone()))
-
-
-class WebSocketTestCase(BrokerTestCase):
-    """A broker and an L{MQTTWebSocketFactory} for its C{ws} listener."""
-
-    websocket = WebSocketConfig()
-    max_connections = 0
-
-    def _build(self) -> None:
-        super()._build()
-        self.mqtt_factory = MQTTServerFactory(self.broker, self.clock, "ws", max_connections=self.max_connections)
-        self.ws_factory = MQTTWebSocketFactory(self.mqtt_factory, self.websocket)
-
-    def use_websocket(self, **changes: Any) -> None:
-        self.websocket = replace(self.websocket, **changes)
-        self._build()
-
-    def open_ws(
-        self,
-        path: str = "/mqtt",
-        protocols: str | None = "mqtt",
-        headers: dict[str, str] | None = None,
-        level: int = 4,
-    ) -> WSClient:
-        """A connection that has sent its opening handshake."""
-        self._ports += 1
-        addr = IPv4Address("TCP", "192.0.2.1", self._ports)
-        ws = self.ws_factory.buildProtocol(addr)
-        assert ws is not None, "refused by the connection limits"
-        transport = _TCPTransport(peerAddress=addr)
-        ws.makeConnection(transport)
-        client = WSClient(ws, transport, level)
-        client.handshake(path, protocols, headers or {})
-        return client
-
-    def connected(self, level: int = 4, keep_alive: int = 0, **kwargs: Any) -> WSClient:
-        """A WebSocket client that has sent CONNECT and read CONNACK."""
-        client = self.open_ws(level=level, **kwargs)
-        self.assertEqual(client.status, 101)
-        client.send(frame(connect(level=level, keep_alive=keep_alive)))
-        packets = client.received()
-        self.assertIsInstance(packets[0], ConnAck)
-        return client
 
 
 class HandshakeTests(WebSocketTestCase):
@@ -271,7 +93,7 @@ class HandshakeTests(WebSocketTestCase):
         client = self.open_ws()
         ws = self.ws_factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
         assert ws is not None
-        transport = _TCPTransport()
+        transport = TCPTransport()
         ws.makeConnection(transport)
         ws.dataReceived(b"GET /mqtt HTTP/1.1\r\nHost: x\r\n\r\n")
         self.assertTrue(transport.value().startswith(b"HTTP/1.1 426 "), transport.value())
@@ -281,7 +103,7 @@ class HandshakeTests(WebSocketTestCase):
         """A request that does not end within L{MAX_REQUEST_BYTES} gets 431 and is not read further."""
         ws = self.ws_factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
         assert ws is not None
-        transport = _TCPTransport()
+        transport = TCPTransport()
         ws.makeConnection(transport)
         ws.dataReceived(b"GET /mqtt HTTP/1.1\r\n")
         for _ in range(MAX_REQUEST_BYTES // 1000 + 1):
@@ -293,7 +115,7 @@ class HandshakeTests(WebSocketTestCase):
         """A handshake not completed within the CONNECT timeout is aborted."""
         ws = self.ws_factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
         assert ws is not None
-        transport = _TCPTransport()
+        transport = TCPTransport()
         ws.makeConnection(transport)
         ws.dataReceived(b"GET /mqtt HTTP/1.1\r\n")
         self.clock.advance(self.config.connect_timeout - 0.5)
@@ -380,7 +202,7 @@ class ProxyProtocolTests(WebSocketTestCase):
         its reading pauses reach the TCP transport under the header reader.
         """
         proxy = ProxyHeaderFactory(self.ws_factory, self.clock, "ws").buildProtocol(None)
-        transport = _TCPTransport()
+        transport = TCPTransport()
         proxy.makeConnection(transport)
         request = (
             "GET /mqtt HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -450,7 +272,7 @@ class StreamTests(WebSocketTestCase):
         """A CONNECT frame in the same TCP read as the opening handshake is read once it is open."""
         ws = self.ws_factory.buildProtocol(IPv4Address("TCP", "192.0.2.1", 1))
         assert ws is not None
-        transport = _TCPTransport()
+        transport = TCPTransport()
         ws.makeConnection(transport)
         client = WSClient(ws, transport, 4)
         request = (
@@ -667,14 +489,6 @@ class PingTests(WebSocketTestCase):
         self.assertEqual(client.frames(), [(PONG, b"hi")])
         self.clock.advance(100)
         self.assertEqual(client.frames(), [])
-
-
-def deflate(data: bytes) -> bytes:
-    """C{data} compressed as one permessage-deflate message (RFC 7692)."""
-    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
-    out = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
-    assert out.endswith(b"\x00\x00\xff\xff")
-    return out[:-4]
 
 
 class DeflateTests(WebSocketTestCase):
