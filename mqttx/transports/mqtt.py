@@ -33,6 +33,7 @@ from mqttx.mqtt.packet_type import PacketType, ProtocolVersion
 from mqttx.mqtt.packets import Auth, ConnAck, Connect, Disconnect, Packet, Publish
 from mqttx.mqtt.properties import Properties
 from mqttx.mqtt.reason_codes import ConnackReturnCode, ReasonCode
+from mqttx.transports.address import describe_address
 from mqttx.transports.limits import ConnectionLimits
 from mqttx.transports.tls import peer_common_name
 
@@ -43,11 +44,6 @@ _DISCONNECT_CODES = REASON_CODES[PacketType.DISCONNECT]
 CONNECT_TIMEOUT = 10.0
 #: Seconds a closing connection has to flush before it is aborted.
 ABORT_TIMEOUT = 5.0
-
-def _describe(address: IAddress) -> str:
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    return f"{host}:{port}" if host is not None else str(address)
 
 
 @implementer(IPushProducer)
@@ -140,7 +136,7 @@ class MQTTServerProtocol(Protocol):
 
     def connectionMade(self) -> None:
         assert self.transport is not None
-        self.peer = _describe(self.transport.getPeer())
+        self.peer = describe_address(self.transport.getPeer())
         # Twisted pauses its producer once 64 kB wait in user space, which a
         # burst routed in one reactor turn (a fan-out, the retained messages
         # of a new subscription) reaches for a client that reads promptly.

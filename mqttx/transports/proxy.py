@@ -48,6 +48,8 @@ from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
 from twisted.python.failure import Failure
 from zope.interface import directlyProvides, providedBy
 
+from mqttx.transports.address import describe_address
+
 __all__ = ["HEADER_TIMEOUT", "ProxyHeaderFactory", "ProxyHeaderProtocol", "proxied_endpoint"]
 
 #: Seconds a connection has to send its complete PROXY header. A balancer
@@ -65,12 +67,6 @@ def proxied_endpoint(description: str) -> str | None:
     """
     kind, colon, wrapped = description.partition(":")
     return wrapped if colon and kind.lower() == "haproxy" else None
-
-
-def _describe(address: IAddress) -> str:
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    return f"{host}:{port}" if host is not None else str(address)
 
 
 class _V1Parser(V1Parser):
@@ -197,7 +193,7 @@ class ProxyHeaderProtocol(ProtocolWrapper):
             self._stop_timer()
             self.log.warn(
                 "bad PROXY header from {peer} on {listener}: {reason}; closed",
-                peer=_describe(self.getPeer()),
+                peer=describe_address(self.getPeer()),
                 listener=self.factory.listener,
                 reason=_reason(e),
                 event_id="proxy.bad_header",
@@ -243,7 +239,7 @@ class ProxyHeaderProtocol(ProtocolWrapper):
         self._timer = None
         self.log.info(
             "no PROXY header from {peer} on {listener} within {seconds} s; closed",
-            peer=_describe(self.getPeer()),
+            peer=describe_address(self.getPeer()),
             listener=self.factory.listener,
             seconds=self.factory.timeout,
             event_id="proxy.header_timeout",

@@ -14,7 +14,7 @@ name with L{peer_common_name} when its listener takes it as the user name.
 from __future__ import annotations
 
 import re
-from typing import Any, cast
+from typing import cast
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -35,6 +35,7 @@ from zope.interface import implementer
 
 from mqttx.broker.stats import ListenerStats
 from mqttx.config import TLSConfig
+from mqttx.transports.address import describe_address
 
 __all__ = ["ServerTLS", "TLSSetupError", "peer_common_name"]
 
@@ -233,7 +234,7 @@ class _ServerTLSFactory(TLSMemoryBIOFactory):
 
     def handshake_failed(self, protocol: TLSMemoryBIOProtocol, reason: Failure) -> None:
         """Log why the handshake of C{protocol} did not complete, once per connection."""
-        peer = _describe(protocol.getPeer())
+        peer = describe_address(protocol.getPeer())
         if not reason.check(SSL.Error):
             # The peer (or the CONNECT timeout) closed before the handshake
             # was over: a port scan or a health check as often as a client.
@@ -273,14 +274,6 @@ class _ServerTLSProtocol(BufferingTLSTransport):
             self._handshake_reported = True
             self.factory.handshake_failed(self, self._reason or reason)
         super().connectionLost(reason)
-
-
-def _describe(address: Any) -> str:
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    if host is None:
-        return str(address)
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def peer_common_name(transport: object) -> str | None:

@@ -60,6 +60,7 @@ from txaio.tx import make_logger
 from zope.interface import implementer
 
 from mqttx.config import WebSocketConfig
+from mqttx.transports.address import describe_address
 from mqttx.transports.mqtt import ABORT_TIMEOUT, MQTTServerFactory, MQTTServerProtocol
 
 __all__ = ["MAX_REQUEST_BYTES", "MQTTWebSocketFactory", "MQTTWebSocketProtocol", "SUBPROTOCOLS"]
@@ -73,12 +74,6 @@ _UNSUPPORTED_DATA = 1003
 _OPEN = WebSocketProtocol.STATE_OPEN
 _CONNECTING = WebSocketProtocol.STATE_CONNECTING
 _CLOSED = WebSocketProtocol.STATE_CLOSED
-
-
-def _describe(address: IAddress) -> str:
-    host = getattr(address, "host", None)
-    port = getattr(address, "port", None)
-    return f"{host}:{port}" if host is not None else str(address)
 
 
 def forwarded_address(header: str) -> IPv4Address | IPv6Address | None:
@@ -257,7 +252,7 @@ class MQTTWebSocketProtocol(WebSocketServerProtocol):
     def connectionMade(self) -> None:
         assert self.transport is not None
         self.peer_address = self.transport.getPeer()
-        self._peer = _describe(self.peer_address)
+        self._peer = describe_address(self.peer_address)
         super().connectionMade()
 
     def dataReceived(self, data: bytes) -> None:
@@ -332,7 +327,7 @@ class MQTTWebSocketProtocol(WebSocketServerProtocol):
                     ConnectionDeny.BAD_REQUEST, "Bad Request (X-Forwarded-For)", f"X-Forwarded-For {forwarded[:100]!r}"
                 )
             self.peer_address = address
-            self._peer = _describe(address)
+            self._peer = describe_address(address)
         # Without the header, the address is the TCP peer's (the proxy's).
         mqtt = self.factory.mqtt.buildProtocol(self.peer_address)
         if mqtt is None:

@@ -158,7 +158,7 @@ class PlainProxyTests(ProxyListenerTestCase):
         ack = await client.expect(ConnAck)
         self.assertEqual(ack.reason_code, 0)
         [event] = await self.logged("client.connected")
-        self.assertEqual(event["peer"], "2001:db8::7:40001")
+        self.assertEqual(event["peer"], "[2001:db8::7]:40001")
 
     async def test_paho_through_the_balancer(self) -> None:
         """
