@@ -6,7 +6,6 @@ adapter between a transport and the sans-IO L{Connection} and the L{Broker}.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -21,7 +20,6 @@ from zope.interface import implementer
 from mqttx.broker.admission import CertificateIdentity
 from mqttx.broker.auth import EnhancedAuthentication
 from mqttx.broker.broker import Broker
-from mqttx.broker.limits import topic_checked
 from mqttx.broker.session import SLOW_CONSUMER_BYTES, Session
 from mqttx.broker.stats import disconnect_reason
 from mqttx.mqtt._wire import REASON_CODES
@@ -30,11 +28,13 @@ from mqttx.mqtt.codec import encode
 from mqttx.mqtt.connection import AuthPhase, Connection
 from mqttx.mqtt.errors import MalformedPacket
 from mqttx.mqtt.packet_type import PacketType, ProtocolVersion
-from mqttx.mqtt.packets import Auth, ConnAck, Connect, Disconnect, Packet, Publish
+from mqttx.mqtt.packets import Auth, ConnAck, Connect, Disconnect, Packet
 from mqttx.mqtt.properties import Properties
 from mqttx.mqtt.reason_codes import ConnackReturnCode, ReasonCode
 from mqttx.transports.address import describe_address
 from mqttx.transports.limits import ConnectionLimits
+from mqttx.transports.outbox import flush_outboxes, unflushed
+from mqttx.transports.publish_limits import PublishLimits
 from mqttx.transports.tls import peer_common_name
 
 _DISCONNECT_CODES = REASON_CODES[PacketType.DISCONNECT]
@@ -108,22 +108,11 @@ class MQTTServerProtocol(Protocol):
         #: Set by the factory: the limits that counted this connection.
         self.admission: ConnectionLimits | None = None
         self._handlers = _HANDLERS
-        self._rate_held = False
-        self._rate_call: IDelayedCall | None = None
-        # Inlined in _limited_publish (the message path): a topic has more
-        # than max_topic_levels levels when it has more than this many '/'.
-        self._max_topic_length = config.max_topic_length
-        self._max_separators = config.max_topic_levels - 1 if config.max_topic_levels else sys.maxsize
-        self._msg_rate = config.max_publish_rate
-        self._byte_rate = float(config.max_publish_bytes_rate)
-        self._rated = bool(self._msg_rate or self._byte_rate)
-        if topic_checked(config) or self._rated:
+        self._publish_limits: PublishLimits | None = None
+        if PublishLimits.needed(config):
             # Only then is a PUBLISH checked: no cost when the limits are off.
-            self._handlers = {**_HANDLERS, PacketType.PUBLISH: self._limited_publish}
-        # Buckets hold one second's worth: a burst of that much passes.
-        self._msg_tokens = self._msg_rate
-        self._byte_tokens = self._byte_rate
-        self._tokens_at = clock.seconds()
+            self._publish_limits = PublishLimits(self, config, clock)
+            self._handlers = {**_HANDLERS, PacketType.PUBLISH: self._publish_limits.publish}
         self._conn = Connection(
             max_packet_size=config.max_packet_size,
             receive_maximum=config.receive_maximum,
@@ -151,7 +140,7 @@ class MQTTServerProtocol(Protocol):
             no_delay(True)
         t = self.transport
         self._measurable = all(hasattr(t, a) for a in ("dataBuffer", "offset", "_tempDataLen"))
-        # Twisted's TCP transports: what one read causes is sent by _flush.
+        # Twisted's TCP transports: what one read causes is sent by flush_outboxes.
         # Not a TLS one, which passes attribute lookups on to the TCP
         # transport under it (ProtocolWrapper.__getattr__): its bytes must
         # go through it to be encrypted.
@@ -168,8 +157,8 @@ class MQTTServerProtocol(Protocol):
             self._received(data)
         finally:
             _reading = False
-            if _unflushed:
-                _flush()
+            if unflushed:
+                flush_outboxes()
 
     def _received(self, data: bytes) -> None:
         if self._closing:
@@ -202,10 +191,12 @@ class MQTTServerProtocol(Protocol):
             self.close(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        for call in (self._timer, self._abort_call, self._rate_call):
+        for call in (self._timer, self._abort_call):
             if call is not None and call.active():
                 call.cancel()
-        self._timer = self._abort_call = self._rate_call = None
+        self._timer = self._abort_call = None
+        if self._publish_limits is not None:
+            self._publish_limits.stop()
         if self.admission is not None:
             self.admission.closed(self.listener)
             self.admission = None
@@ -232,12 +223,12 @@ class MQTTServerProtocol(Protocol):
         # Twisted calls this again for every write while its buffer is over
         # the limit: the slow-consumer allowance starts over only on resume.
         self.paused = True
-        self._update_reading()
+        self.update_reading()
 
     def resumeProducing(self) -> None:
         self.paused = False
         self.paused_bytes = 0
-        self._update_reading()
+        self.update_reading()
         if self._session is not None and not self._closing:
             # Lets go of the publishers this client held, once clear.
             self._session.drain()
@@ -251,7 +242,7 @@ class MQTTServerProtocol(Protocol):
         """
         Write encoded packets. While a read is handled, bytes for a TCP
         connection with nothing waiting in Twisted's buffer are kept and
-        sent by L{_flush} when the read is done: at once, not when the
+        sent by L{flush_outboxes} when the read is done: at once, not when the
         reactor next polls, and without Twisted registering and then
         unregistering the socket for writing.
         """
@@ -262,7 +253,7 @@ class MQTTServerProtocol(Protocol):
         t: Any = self.transport
         if _reading and self._direct and not t._tempDataLen and t.offset == len(t.dataBuffer):
             self._outbox = [data]
-            _unflushed.append(self)
+            unflushed.append(self)
             return
         self._stats.bytes_sent += len(data)
         t.write(data)
@@ -300,7 +291,7 @@ class MQTTServerProtocol(Protocol):
     def hold_reading(self, held: bool) -> None:
         """Stop (or resume) reading the client for inbound flow control."""
         self._held = held
-        self._update_reading()
+        self.update_reading()
 
     def set_keep_alive(self, seconds: int) -> None:
         """Replace the client's keep-alive with the Server Keep Alive."""
@@ -328,7 +319,7 @@ class MQTTServerProtocol(Protocol):
             self.close(ReasonCode.SUCCESS)
             return
         self.send(packet)
-        self._update_reading()
+        self.update_reading()
 
     def close(self, reason_code: int, reason_string: str | None = None) -> Deferred[None]:
         """
@@ -382,11 +373,20 @@ class MQTTServerProtocol(Protocol):
         if self.transport is not None:
             self.transport.abortConnection()  # type: ignore[attr-defined]
 
-    def _update_reading(self) -> None:
+    def update_reading(self) -> None:
+        """
+        Pause or resume reading the client, as its transport, the broker's
+        flow control (L{hold_reading}), its L{PublishLimits} and its
+        admission now want.
+        """
         # Before CONNACK, the client is read only when an enhanced
         # authentication waits for its AUTH.
-        want_paused = self.paused or self._held or self._rate_held or (
-            self._backlog is not None and self._conn.auth_phase is not AuthPhase.CLIENT
+        limits = self._publish_limits
+        want_paused = (
+            self.paused
+            or self._held
+            or (limits is not None and limits.held)
+            or (self._backlog is not None and self._conn.auth_phase is not AuthPhase.CLIENT)
         )
         if want_paused == self._reading_paused or self.transport is None:
             return
@@ -421,7 +421,7 @@ class MQTTServerProtocol(Protocol):
             self.username = self.identity.username
         self.max_packet_size = self._conn.client_maximum_packet_size
         self.topic_aliases = self._conn.outbound_aliases
-        self._update_reading()
+        self.update_reading()
         # The CONNECT timer keeps running until the broker has decided, so an
         # authenticator that never answers cannot hold the connection open.
         d = self.broker.connect(self, connect)
@@ -447,7 +447,7 @@ class MQTTServerProtocol(Protocol):
             if kind is PacketType.AUTH and self.authentication is not None:
                 assert isinstance(packet, Auth)
                 self.authentication.receive(packet)
-                self._update_reading()
+                self.update_reading()
             elif kind is PacketType.DISCONNECT and self._conn.auth_phase is AuthPhase.CLIENT:
                 self.close(ReasonCode.SUCCESS)
                 return
@@ -482,7 +482,7 @@ class MQTTServerProtocol(Protocol):
         self._session = session
         self._conn.accepted()
         self._schedule_keepalive()
-        self._update_reading()
+        self.update_reading()
         if backlog:
             # Packets the client sent right behind CONNECT.
             try:
@@ -517,59 +517,6 @@ class MQTTServerProtocol(Protocol):
         else:
             self.send(ConnAck(False, ConnackReturnCode.IDENTIFIER_REJECTED))
         self.close(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID)
-
-    def _limited_publish(self, broker: Broker, session: Session, packet: Publish) -> None:
-        """
-        PUBLISH with limits on: a topic over C{max_topic_length} or
-        C{max_topic_levels} closes the connection (MQTT 5 with DISCONNECT
-        0x90, topic name invalid); over C{max_publish_rate} or
-        C{max_publish_bytes_rate}, the message is handled and the client is
-        not read again until its buckets have refilled.
-        """
-        topic = packet.topic
-        length = len(topic)
-        separators = self._max_separators
-        # Separators are counted only when the topic is long enough to have too many.
-        if length > self._max_topic_length or (length > separators and topic.count("/") > separators):
-            self.log.info(
-                "PUBLISH topic over the topic limits from {client_id!r} ({length} characters)",
-                client_id=session.client_id,
-                length=len(topic),
-                event_id="publish.topic_limited",
-            )
-            self.close(ReasonCode.TOPIC_NAME_INVALID, "topic over the broker's limits")
-            return
-        if self._rated:
-            self._charge(len(topic) + len(packet.payload))
-        broker.publish(session, packet)
-
-    def _charge(self, size: int) -> None:
-        """Take one message of C{size} bytes from the client's buckets."""
-        now = self._clock.seconds()
-        elapsed = now - self._tokens_at
-        self._tokens_at = now
-        wait = 0.0
-        rate = self._msg_rate
-        if rate:
-            tokens = min(rate, self._msg_tokens + elapsed * rate) - 1.0
-            self._msg_tokens = tokens
-            if tokens < 0:
-                wait = -tokens / rate
-        rate = self._byte_rate
-        if rate:
-            tokens = min(rate, self._byte_tokens + elapsed * rate) - size
-            self._byte_tokens = tokens
-            if tokens < 0:
-                wait = max(wait, -tokens / rate)
-        if wait > 0 and not self._rate_held:
-            self._rate_held = True
-            self._update_reading()
-            self._rate_call = self._clock.callLater(wait, self._rate_release)
-
-    def _rate_release(self) -> None:
-        self._rate_call = None
-        self._rate_held = False
-        self._update_reading()
 
     def _connect_timeout(self) -> None:
         self._timer = None
@@ -645,41 +592,6 @@ class MQTTServerProtocol(Protocol):
 
 #: Whether a read is being handled (see L{MQTTServerProtocol.write}).
 _reading = False
-#: Connections with bytes in their outbox.
-_unflushed: list[MQTTServerProtocol] = []
-
-
-def _flush() -> None:
-    """
-    Send what the packets of one read wrote, now. Twisted sends only once
-    the reactor next polls, after every other ready connection was read and
-    handled, which holds a message back by the time it takes to handle
-    everything that arrived with it (S4's latency). Flushing once per read
-    still coalesces what one read fans out to each subscriber. What the
-    socket does not take, and any error, is left to Twisted.
-    """
-    protocols = _unflushed[:]
-    del _unflushed[:]
-    for protocol in protocols:
-        outbox = protocol._outbox
-        if outbox is None:
-            continue  # Spilled by a close.
-        protocol._outbox = None
-        data = b"".join(outbox) if len(outbox) > 1 else outbox[0]
-        protocol._stats.bytes_sent += len(data)
-        t: Any = protocol.transport
-        if not t.connected or t.disconnecting or t._tempDataLen or t.offset != len(t.dataBuffer):
-            t.write(data)
-            continue
-        try:
-            sent = t.socket.send(data)
-        except BlockingIOError:
-            sent = 0
-        except OSError:
-            # Twisted meets the error again on its own send and closes.
-            sent = 0
-        if sent < len(data):
-            t.write(data[sent:])
 
 
 def _disconnect(broker: Broker, session: Session, packet: Disconnect) -> None:

@@ -293,7 +293,7 @@ class PublishRateTests(BrokerTestCase):
         rate_calls = [
             c
             for c in self.clock.getDelayedCalls()
-            if getattr(getattr(c, "func", None), "__name__", "") == "_rate_release"
+            if getattr(getattr(c, "func", None), "__name__", "") == "_release"
         ]
         self.assertEqual(rate_calls, [])
 
