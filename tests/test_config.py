@@ -14,8 +14,11 @@ from twisted.trial.unittest import SynchronousTestCase
 from mqttx.config import (
     DEFAULT_LISTENERS,
     AuthConfig,
+    CoAPConfig,
+    CoAPRule,
     Config,
     ConfigError,
+    HTTPConfig,
     ListenerConfig,
     LoggingConfig,
     MQTTConfig,
@@ -25,6 +28,7 @@ from mqttx.config import (
     WebSocketConfig,
     load_config,
     parse_config,
+    udp_address,
 )
 
 EXAMPLE = FilePath(__file__).parent().parent().descendant(["etc", "mqttx.yaml"])
@@ -517,14 +521,91 @@ listeners:
             "No such file",
         )
 
-    def test_later_listener_protocols(self) -> None:
+    def test_http_listener(self) -> None:
         """
-        HTTP and CoAP listeners come in later releases: they are refused as
-        not available yet, not accepted and ignored.
+        An C{http} listener gets L{HTTPConfig} defaults or its own C{http:}
+        block; other listeners take no C{http:} block.
         """
-        for protocol in ("http", "coap"):
-            text = f"listeners: [{{name: a, protocol: {protocol}, endpoint: 'tcp:0'}}]"
-            self.assertRejected(text, "listeners[0].protocol", f"'{protocol}'", "not available yet")
+        text = "listeners: [{name: web, protocol: http, endpoint: 'tcp:0'%s}]"
+        self.assertEqual(parse_config(text % "", SOURCE).listeners[0].http, HTTPConfig())
+        config = parse_config(
+            text % ", http: {heartbeat_interval: 5, metrics: true, status_page: false, session_expiry: 60}",
+            SOURCE,
+        )
+        self.assertEqual(
+            config.listeners[0].http,
+            HTTPConfig(heartbeat_interval=5.0, metrics=True, status_page=False, session_expiry=60),
+        )
+        self.assertIsNone(parse_config(listener(), SOURCE).listeners[0].http)
+        self.assertRejected(text % ", http: {heartbeat_interval: 0}", "listeners[0].http.heartbeat_interval")
+        self.assertRejected(text % ", http: {sse: true}", "listeners[0].http.sse", "unknown key")
+        self.assertRejected(
+            "listeners: [{name: a, protocol: mqtt, endpoint: 'tcp:0', http: {}}]",
+            "listeners[0].http",
+            "only http listeners",
+        )
+
+    def test_coap_listener(self) -> None:
+        """
+        A C{coap} listener listens on C{udp:PORT[:interface=IP]}; by default
+        only this host may use it, as an anonymous client.
+        """
+        text = "listeners: [{name: coap, protocol: coap, endpoint: 'udp:5683:interface=127.0.0.1'%s}]"
+        coap = parse_config(text % "", SOURCE).listeners[0].coap
+        self.assertEqual(coap, CoAPConfig())
+        self.assertEqual(CoAPConfig().rules, (CoAPRule("127.0.0.0/8"), CoAPRule("::1/128")))
+        config = parse_config(
+            text
+            % (
+                ", coap: {rules: [{source: 10.1.2.3/8, username: sensors, subscribe: false}, {source: '::1'}],"
+                " max_observers_per_source: 4, max_payload: 1000, max_request_rate: 0, block_size: 64,"
+                " confirmable_every: 3}"
+            ),
+            SOURCE,
+        )
+        self.assertEqual(
+            config.listeners[0].coap,
+            CoAPConfig(
+                rules=(
+                    CoAPRule("10.0.0.0/8", username="sensors", subscribe=False),
+                    CoAPRule("::1/128"),
+                ),
+                max_observers_per_source=4,
+                max_payload=1000,
+                max_request_rate=0.0,
+                block_size=64,
+                confirmable_every=3,
+            ),
+        )
+        for endpoint in ("udp:0", "udp:port=5683", "udp:5683:interface=\\:\\:1"):
+            parse_config(f"listeners: [{{name: c, protocol: coap, endpoint: '{endpoint}'}}]", SOURCE)
+        self.assertEqual(udp_address("udp:5683:interface=127.0.0.1"), (5683, "127.0.0.1"))
+        self.assertEqual(udp_address("udp:0"), (0, ""))
+        self.assertEqual(udp_address("udp:5683:interface=\\:\\:1"), (5683, "::1"))
+
+    def test_coap_errors(self) -> None:
+        """
+        A CoAP listener needs a UDP endpoint, takes no TLS, and its rules
+        name networks.
+        """
+        text = "listeners: [{name: coap, protocol: coap, endpoint: 'udp:5683'%s}]"
+        for endpoint in ("tcp:5683", "udp:70000", "udp:5683:interface=example.com", "udp:"):
+            self.assertRejected(
+                f"listeners: [{{name: c, protocol: coap, endpoint: '{endpoint}'}}]",
+                "listeners[0].endpoint",
+                "CoAP listens on 'udp:PORT'",
+            )
+        self.assertRejected(text % ", tls: {cert: a, key: b}", "listeners[0].tls", "DTLS")
+        self.assertRejected(text % ", coap: {rules: [{source: nowhere}]}", "listeners[0].coap.rules[0].source")
+        self.assertRejected(text % ", coap: {rules: [{username: a}]}", "listeners[0].coap.rules[0].source", "missing")
+        self.assertRejected(text % ", coap: {rules: {}}", "listeners[0].coap.rules", "list")
+        self.assertRejected(text % ", coap: {block_size: 100}", "listeners[0].coap.block_size", "power of two")
+        self.assertRejected(text % ", coap: {dtls: true}", "listeners[0].coap.dtls", "unknown key")
+        self.assertRejected(
+            "listeners: [{name: a, protocol: mqtt, endpoint: 'tcp:0', coap: {}}]",
+            "listeners[0].coap",
+            "only coap listeners",
+        )
 
     def test_unknown_listener_protocol(self) -> None:
         """

@@ -11,8 +11,7 @@ the key path and what is wrong, for example::
 
 Unknown keys are errors at every level, so a misspelt option is never
 silently ignored. Settings that belong to features of a later release
-(the C{http} and C{coap} listener protocols, the C{etcd} backend) are
-rejected with a message saying so rather than accepted and ignored.
+(the C{etcd} backend) are rejected with a message saying so rather than accepted and ignored.
 
 The package is split by job:
 
@@ -28,6 +27,7 @@ Import from C{mqttx.config} itself: the names below are its API, the
 modules' layout is not.
 """
 
+from mqttx.config.listeners import udp_address
 from mqttx.config.parser import load_config, parse_config
 
 # Public, importable, and (as before the split) not in __all__: re-exported
@@ -38,9 +38,12 @@ from mqttx.config.values import MIN_PACKET_SIZE as MIN_PACKET_SIZE
 from mqttx.config.values import SHARED_STRATEGIES as SHARED_STRATEGIES
 from mqttx.config.values import (
     AuthConfig,
+    CoAPConfig,
+    CoAPRule,
     Config,
     ConfigError,
     HTTPAuthConfig,
+    HTTPConfig,
     ListenerConfig,
     LoggingConfig,
     MQTTConfig,
@@ -52,9 +55,12 @@ from mqttx.config.values import (
 
 __all__ = [
     "AuthConfig",
+    "CoAPConfig",
+    "CoAPRule",
     "Config",
     "ConfigError",
     "HTTPAuthConfig",
+    "HTTPConfig",
     "ListenerConfig",
     "TLSConfig",
     "WebSocketConfig",
@@ -64,4 +70,5 @@ __all__ = [
     "PersistenceConfig",
     "load_config",
     "parse_config",
+    "udp_address",
 ]

@@ -1,11 +1,13 @@
 # -*- test-case-name: tests.test_config -*-
 """
 How the C{listeners} section is read: each listener's name, protocol and
-endpoint, its C{tls:} block and, for C{mqtt-ws}, its WebSocket settings.
+endpoint, its C{tls:} block and, for C{mqtt-ws}, C{http} and C{coap}, the
+settings of that protocol.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping
 from dataclasses import fields
@@ -15,13 +17,21 @@ from twisted.internet.testing import MemoryReactor
 from twisted.python.filepath import FilePath
 
 from mqttx.config.checks import _Checks, _choices, _describe, _join
-from mqttx.config.values import DEFAULT_LISTENERS, ListenerConfig, TLSConfig, WebSocketConfig
+from mqttx.config.values import (
+    DEFAULT_LISTENERS,
+    CoAPConfig,
+    CoAPRule,
+    HTTPConfig,
+    ListenerConfig,
+    TLSConfig,
+    WebSocketConfig,
+)
 
-_LISTENER_PROTOCOLS = ("mqtt", "mqtt-ws", "metrics")
-_LATER_LISTENER_PROTOCOLS = {
-    "http": "the HTTP bridge",
-    "coap": "the CoAP bridge",
-}
+_LISTENER_PROTOCOLS = ("mqtt", "mqtt-ws", "http", "coap", "metrics")
+#: CoAP's endpoint, the one form mqttx parses itself: C{udp:PORT} with an
+#: optional C{:interface=IP}.
+_UDP_ENDPOINT = re.compile(r"udp:(?:port=)?(\d{1,5})(?::interface=(.+))?\Z")
+_BLOCK_SIZES = (16, 32, 64, 128, 256, 512, 1024)
 _TLS_VERSIONS = ("1.2", "1.3")
 #: An absolute HTTP request path without query or fragment.
 _WS_PATH = re.compile(r"/[\x21-\x7e]*\Z", re.ASCII)
@@ -57,7 +67,17 @@ class _ListenerSections(_Checks):
         self._known(
             section,
             prefix,
-            ("name", "protocol", "endpoint", "max_connections", "allow_anonymous", "tls", *ws_keys),
+            (
+                "name",
+                "protocol",
+                "endpoint",
+                "max_connections",
+                "allow_anonymous",
+                "tls",
+                "http",
+                "coap",
+                *ws_keys,
+            ),
         )
         for required in ("name", "protocol", "endpoint"):
             if required not in section:
@@ -70,7 +90,18 @@ class _ListenerSections(_Checks):
                 "starting with a letter or digit)",
             )
         protocol = self._listener_protocol(section["protocol"], _join(prefix, "protocol"))
-        endpoint = self._endpoint(section["endpoint"], _join(prefix, "endpoint"))
+        if protocol == "coap":
+            endpoint = self._udp_endpoint(section["endpoint"], _join(prefix, "endpoint"))
+            if "tls" in section:
+                raise self._error(
+                    _join(prefix, "tls"),
+                    "CoAP listeners cannot take TLS (DTLS is not supported)",
+                )
+        else:
+            endpoint = self._endpoint(section["endpoint"], _join(prefix, "endpoint"))
+        for block in ("http", "coap"):
+            if block in section and protocol != block:
+                raise self._error(_join(prefix, block), f"only {block} listeners take this key")
         max_connections = self._get(
             section, prefix, "max_connections", 0, lambda v, k: self._int(v, k, 0)
         )
@@ -92,7 +123,107 @@ class _ListenerSections(_Checks):
             allow_anonymous=allow_anonymous,
             tls=self._get(section, prefix, "tls", None, self._tls),
             websocket=websocket,
+            http=self._http(section.get("http"), _join(prefix, "http")) if protocol == "http" else None,
+            coap=self._coap(section.get("coap"), _join(prefix, "coap")) if protocol == "coap" else None,
         )
+
+    def _http(self, value: object, key: str) -> HTTPConfig:
+        section = self._section(value, key)
+        self._known(section, key, tuple(f.name for f in fields(HTTPConfig)))
+        d = HTTPConfig()
+        return HTTPConfig(
+            heartbeat_interval=self._get(
+                section,
+                key,
+                "heartbeat_interval",
+                d.heartbeat_interval,
+                lambda v, k: self._number(v, k, 1.0, 3600.0),
+            ),
+            metrics=self._get(section, key, "metrics", d.metrics, self._bool),
+            status_page=self._get(section, key, "status_page", d.status_page, self._bool),
+            session_expiry=self._get(
+                section, key, "session_expiry", d.session_expiry, lambda v, k: self._int(v, k, 0, 4_294_967_295)
+            ),
+        )
+
+    def _coap(self, value: object, key: str) -> CoAPConfig:
+        section = self._section(value, key)
+        self._known(section, key, tuple(f.name for f in fields(CoAPConfig)))
+        d = CoAPConfig()
+        return CoAPConfig(
+            rules=self._get(section, key, "rules", d.rules, self._coap_rules),
+            max_observers_per_source=self._get(
+                section,
+                key,
+                "max_observers_per_source",
+                d.max_observers_per_source,
+                lambda v, k: self._int(v, k, 0, 1_000_000),
+            ),
+            max_payload=self._get(
+                section, key, "max_payload", d.max_payload, lambda v, k: self._int(v, k, 1, 16 * 1024 * 1024)
+            ),
+            max_request_rate=self._get(
+                section,
+                key,
+                "max_request_rate",
+                d.max_request_rate,
+                lambda v, k: self._number(v, k, 0.0, 1e6),
+            ),
+            block_size=self._get(section, key, "block_size", d.block_size, self._block_size),
+            confirmable_every=self._get(
+                section,
+                key,
+                "confirmable_every",
+                d.confirmable_every,
+                lambda v, k: self._int(v, k, 1, 1000),
+            ),
+        )
+
+    def _coap_rules(self, value: object, key: str) -> tuple[CoAPRule, ...]:
+        if not isinstance(value, list):
+            raise self._error(key, f"expected a list of rules, got {_describe(value)}")
+        rules = []
+        for index, item in enumerate(value):
+            rule_key = f"{key}[{index}]"
+            section = self._section(item, rule_key)
+            self._known(section, rule_key, tuple(f.name for f in fields(CoAPRule)))
+            if "source" not in section:
+                raise self._error(_join(rule_key, "source"), "missing (the network the rule is for)")
+            source = self._str(section["source"], _join(rule_key, "source"))
+            try:
+                network = ipaddress.ip_network(source, strict=False)
+            except ValueError as e:
+                raise self._error(
+                    _join(rule_key, "source"), f"expected a network such as '10.0.0.0/8', got {source!r}"
+                ) from e
+            d = CoAPRule(source)
+            rules.append(
+                CoAPRule(
+                    source=str(network),
+                    username=self._get(section, rule_key, "username", None, self._optional_str),
+                    publish=self._get(section, rule_key, "publish", d.publish, self._bool),
+                    subscribe=self._get(section, rule_key, "subscribe", d.subscribe, self._bool),
+                )
+            )
+        return tuple(rules)
+
+    def _block_size(self, value: object, key: str) -> int:
+        size = self._int(value, key, 16, 1024)
+        if size not in _BLOCK_SIZES:
+            raise self._error(key, f"must be a power of two from 16 to 1024, got {size}")
+        return size
+
+    def _udp_endpoint(self, value: object, key: str) -> str:
+        description = self._str(value, key)
+        try:
+            udp_address(description)
+        except ValueError:
+            raise self._error(
+                key,
+                f"invalid endpoint {description!r}: CoAP listens on 'udp:PORT' or "
+                "'udp:PORT:interface=IP'",
+            ) from None
+        return description
 
     def _websocket(self, section: Mapping[str, object], prefix: str) -> WebSocketConfig:
         d = WebSocketConfig()
@@ -165,12 +296,6 @@ class _ListenerSections(_Checks):
 
     def _listener_protocol(self, value: object, key: str) -> str:
         protocol = self._str(value, key)
-        if protocol in _LATER_LISTENER_PROTOCOLS:
-            raise self._error(
-                key,
-                f"{protocol!r} ({_LATER_LISTENER_PROTOCOLS[protocol]}) is not available yet "
-                f"in this release; available: {_choices(_LISTENER_PROTOCOLS)}",
-            )
         if protocol not in _LISTENER_PROTOCOLS:
             raise self._error(
                 key, f"unknown protocol {protocol!r}; available: {_choices(_LISTENER_PROTOCOLS)}"
@@ -196,6 +321,24 @@ class _ListenerSections(_Checks):
                 key, f"invalid endpoint {description!r}: {type(e).__name__}: {e}"
             ) from e
         return description
+
+
+def udp_address(description: str) -> tuple[int, str]:
+    """
+    The port and interface of a CoAP listener's C{udp:PORT[:interface=IP]}
+    endpoint; the interface is C{""} (every address) when not given.
+
+    @raise ValueError: if C{description} is not of that form.
+    """
+    match = _UDP_ENDPOINT.match(description)
+    if match is None or int(match.group(1)) > 65535:
+        raise ValueError(f"invalid UDP endpoint {description!r}")
+    interface = match.group(2) or ""
+    if interface:
+        # Twisted's endpoint syntax escapes an IPv6 address's colons.
+        interface = interface.replace("\\:", ":")
+        ipaddress.ip_address(interface)
+    return int(match.group(1)), interface
 
 
 def _version_text(value: object) -> object:

@@ -105,6 +105,79 @@ class WebSocketConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HTTPConfig:
+    """
+    The settings of an C{http} listener (the HTTP bridge), its C{http:} block.
+
+    @ivar heartbeat_interval: seconds between the comment lines that keep an
+        idle server-sent-events stream (and the proxies on its way) open.
+    @ivar metrics: also serve the Prometheus metrics at C{/metrics}.
+    @ivar status_page: serve the built-in status page at C{/}.
+    @ivar session_expiry: the longest session expiry, in seconds, a
+        subscriber that names its C{client_id} may ask for (the broker's
+        C{mqtt.max_session_expiry} caps it too).
+    """
+
+    heartbeat_interval: float = 15.0
+    metrics: bool = False
+    status_page: bool = True
+    session_expiry: int = 3600
+
+
+@dataclass(frozen=True, slots=True)
+class CoAPRule:
+    """
+    Who a CoAP request is, by its source address (CoAP has no credentials
+    without DTLS or OSCORE). The first rule whose C{source} network holds
+    the address applies; a request no rule matches is refused (4.03).
+
+    @ivar source: a network in CIDR form, such as C{"10.0.0.0/8"}; a bare
+        address means just that address.
+    @ivar username: the user the requests act as, for ACLs; L{None} for an
+        anonymous client (which the listener must allow).
+    @ivar publish: whether POST, PUT and DELETE are allowed.
+    @ivar subscribe: whether GET and Observe are allowed.
+    """
+
+    source: str
+    username: str | None = None
+    publish: bool = True
+    subscribe: bool = True
+
+
+#: CoAP's default rules: requests from this host only, as anonymous clients.
+DEFAULT_COAP_RULES: tuple[CoAPRule, ...] = (CoAPRule("127.0.0.0/8"), CoAPRule("::1/128"))
+
+
+@dataclass(frozen=True, slots=True)
+class CoAPConfig:
+    """
+    The settings of a C{coap} listener (the CoAP bridge), its C{coap:} block.
+
+    @ivar rules: who may do what, by source address (L{CoAPRule}).
+    @ivar max_observers_per_source: the most observations one source
+        address may hold at once; more get 5.03.
+    @ivar max_payload: the largest payload taken or sent, in bytes, also
+        when assembled from blocks (4.13 above it).
+    @ivar max_request_rate: requests per second one source address may
+        make (a burst of one second's worth passes); more get 4.29 Too
+        Many Requests with Max-Age (RFC 8516). 0: no limit.
+    @ivar block_size: the block size of Block2 responses and the size
+        asked for in Block1 transfers: 16, 32, ... or 1024 bytes.
+    @ivar confirmable_every: a notification is sent confirmable at least
+        every this many notifications (RFC 7641 section 4.5), so a gone
+        observer is found out.
+    """
+
+    rules: tuple[CoAPRule, ...] = DEFAULT_COAP_RULES
+    max_observers_per_source: int = 32
+    max_payload: int = 65536
+    max_request_rate: float = 100.0
+    block_size: int = 1024
+    confirmable_every: int = 10
+
+
+@dataclass(frozen=True, slots=True)
 class ListenerConfig:
     """
     One place where clients connect.
@@ -112,10 +185,12 @@ class ListenerConfig:
     @ivar name: unique among the listeners; names the listener's service,
         its log lines and metrics.
     @ivar protocol: what is spoken on it: C{"mqtt"}, C{"mqtt-ws"} (MQTT
-        over WebSocket), or C{"metrics"} (Prometheus metrics over HTTP at
+        over WebSocket), C{"http"} (the HTTP bridge), C{"coap"} (the CoAP
+        bridge) or C{"metrics"} (Prometheus metrics over HTTP at
         C{/metrics}).
     @ivar endpoint: a Twisted stream server endpoint string, such as
-        C{"tcp:1883:interface=127.0.0.1"}.
+        C{"tcp:1883:interface=127.0.0.1"}; for C{coap}, C{"udp:PORT"} with
+        an optional C{":interface=IP"}.
     @ivar max_connections: the most connections open on this listener at
         once; 0 leaves only the global C{mqtt.max_connections}.
     @ivar allow_anonymous: whether clients without a user name may connect
@@ -123,6 +198,8 @@ class ListenerConfig:
     @ivar tls: TLS on the endpoint, or L{None} for plain text.
     @ivar websocket: the WebSocket settings of an C{mqtt-ws} listener;
         L{None} for the other protocols.
+    @ivar http: the settings of an C{http} listener; L{None} for the others.
+    @ivar coap: the settings of a C{coap} listener; L{None} for the others.
     """
 
     name: str
@@ -132,6 +209,8 @@ class ListenerConfig:
     allow_anonymous: bool | None = None
     tls: TLSConfig | None = None
     websocket: WebSocketConfig | None = None
+    http: HTTPConfig | None = None
+    coap: CoAPConfig | None = None
 
 
 #: The listeners used when the configuration has no C{listeners} key.
