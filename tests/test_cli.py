@@ -9,6 +9,8 @@ import getpass
 import io
 import os
 import stat
+import subprocess
+import sys
 from contextlib import redirect_stderr
 from pathlib import Path
 
@@ -478,3 +480,26 @@ class PasswdTests(SynchronousTestCase):
             self.assertEqual((status, out), (1, ""), argv)
             self.assertIn(fragment, err, argv)
             self.assertNotIn("pw-on-line", err)
+
+
+class ModuleTests(SynchronousTestCase):
+    """
+    C{python -m mqttx} is the C{mqttx} command, for checkouts and
+    environments without the console script.
+    """
+
+    def test_version(self) -> None:
+        """
+        C{python -m mqttx version} prints the version and exits 0; a bad
+        command exits non-zero.
+        """
+        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+        done = subprocess.run(
+            [sys.executable, "-m", "mqttx", "version"], capture_output=True, text=True, env=env, timeout=60
+        )
+        self.assertEqual((done.returncode, done.stdout.strip()), (0, f"mqttx {__version__}"), done.stderr)
+        bad = subprocess.run(
+            [sys.executable, "-m", "mqttx", "no-such-command"], capture_output=True, text=True, env=env, timeout=60
+        )
+        self.assertNotEqual(bad.returncode, 0)
+        self.assertIn("no-such-command", bad.stderr)
