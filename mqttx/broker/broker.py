@@ -170,6 +170,11 @@ class Broker:
         """Whether L{shutdown} has begun."""
         return self._stopping
 
+    @property
+    def clock(self) -> IReactorTime:
+        """The broker's time source."""
+        return self._clock
+
     def stats_for(self, listener: str) -> ListenerStats:
         """The counters of the listener named C{listener}, created on first use."""
         stats = self.listener_stats.get(listener)

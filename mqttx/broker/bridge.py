@@ -1,0 +1,832 @@
+# -*- test-case-name: tests.broker.test_bridge -*-
+"""
+The bridge API: how the HTTP and CoAP bridges enter the broker.
+
+A bridge origin is an in-process virtual MQTT 5 client. Its L{BridgeLink}
+is a L{ClientLink} like a socket connection's, admitted with
+L{Broker.connect} (so authentication, the auth-failure limiter, takeover,
+ACLs, limits, flow control, persistence, logs and per-listener stats all
+apply as to an MQTT client). Packets the broker sends it are handled as
+objects; the PUBLISH frames it writes (from the shared frame cache) are
+decoded as an MQTT 5 client would and handed to the consumer's callback,
+then acknowledged by the link itself.
+
+    bridge = Bridge(broker)
+    client = await bridge.connect(Origin("http", "127.0.0.1:53122", "", "alice", b"secret"))
+    await client.publish("a/b", b"hello", qos=1)
+    codes = await client.subscribe([("a/#", 1)], deliver)
+
+Every refusal is a L{BridgeError} with the MQTT 5 reason code that says why.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from mqttx.mqtt._wire import encode_properties, encode_vbi
+from mqttx.mqtt.aliases import OutboundTopicAliases
+from mqttx.mqtt.codec import Decoder
+from mqttx.mqtt.connection import MAX_PACKET_SIZE
+from mqttx.mqtt.errors import MalformedPacket
+from mqttx.mqtt.packet_type import PacketType, ProtocolVersion
+from mqttx.mqtt.packets import (
+    Auth,
+    ConnAck,
+    Connect,
+    Disconnect,
+    Packet,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    SubAck,
+    Subscribe,
+    Subscription,
+    UnsubAck,
+    Unsubscribe,
+)
+from mqttx.mqtt.properties import NO_PROPERTIES, Properties
+from mqttx.mqtt.reason_codes import ReasonCode, describe
+from mqttx.mqtt.topics import SHARE_PREFIX, is_valid_topic_filter, is_valid_topic_name
+
+from .admission import CertificateIdentity
+from .auth import EnhancedAuthentication
+from .limits import topic_checked, topic_over_limits
+from .replies import is_utf8
+from .session import SLOW_CONSUMER_BYTES, Session
+from .stats import disconnect_reason
+
+if TYPE_CHECKING:
+    from .broker import Broker
+
+__all__ = ["Bridge", "BridgeClient", "BridgeError", "BridgeLink", "Delivery", "Origin", "new_client_id"]
+
+#: Seconds a client of L{Bridge.publish_once} stays admitted after its last use.
+IDLE_TIMEOUT = 60.0
+
+
+def new_client_id(prefix: str) -> str:
+    """A fresh client identifier: C{"{prefix}-{16 random hex digits}"}."""
+    return f"{prefix}-{secrets.token_hex(8)}"
+
+
+def _reason(code: int) -> ReasonCode:
+    try:
+        return ReasonCode(code)
+    except ValueError:
+        return ReasonCode.UNSPECIFIED_ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """
+    Who publishes or subscribes through a bridge.
+
+    @ivar listener: the bridge listener's name (authentication and stats
+        are per listener).
+    @ivar peer: the client's address, for logs and the auth-failure limiter,
+        e.g. C{"127.0.0.1:53122"}.
+    @ivar client_id: the virtual client's identifier; empty for a new one
+        (L{new_client_id} with the listener's name as prefix).
+    @ivar username: the user name checked by the broker's authenticator.
+    @ivar password: the password checked with it.
+    """
+
+    listener: str
+    peer: str
+    client_id: str = ""
+    username: str | None = None
+    password: bytes | None = None
+
+
+class BridgeError(Exception):
+    """
+    A refusal, with the MQTT 5 reason code that says why.
+
+    @ivar reason_code: e.g. 0x87 (not authorized), 0x86 (bad user name or
+        password), 0x90 (topic name invalid), 0x95 (packet too large),
+        0x97 (quota exceeded), 0x88 (server unavailable).
+    @ivar message: one line for the bridge's answer and logs.
+    """
+
+    def __init__(self, reason_code: int, message: str | None = None) -> None:
+        self.reason_code = _reason(reason_code)
+        self.message = message or describe(self.reason_code) or self.reason_code.name.lower()
+        super().__init__(f"0x{self.reason_code:02X} {self.message}")
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """One message delivered to a bridge subscriber."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+    #: Content type, user properties, the expiry left, ...
+    properties: Properties = NO_PROPERTIES
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """A PUBLISH waiting for the broker to read it (flow control, window)."""
+
+    packet: Publish
+    done: Deferred[None]
+
+
+class BridgeLink:
+    """
+    The broker's side of one virtual client: a L{ClientLink} (and
+    L{SessionLink}) speaking MQTT 5 in process.
+
+    Until the consumer subscribes (gives its callback), the link is paused:
+    messages for a resumed session stay queued in it. C{paused} is also set
+    while the consumer asks for it (L{BridgeClient.pause}); then QoS 0 is
+    still delivered up to the slow-consumer allowance, as written into a
+    full transport, and QoS 1/2 wait in the session.
+
+    @ivar ended: whether the virtual client's connection is over.
+    @ivar close_code: the reason code it ended with, once ended.
+    """
+
+    log = Logger()
+    protocol_level: int = ProtocolVersion.MQTT_5
+    topic_aliases: OutboundTopicAliases | None = None
+    authentication: EnhancedAuthentication | None = None
+    identity: CertificateIdentity | None = None
+
+    def __init__(self, broker: Broker, listener: str, peer: str, username: str | None) -> None:
+        self.broker = broker
+        self.listener = listener
+        self.peer = peer
+        self.username = username
+        self.max_packet_size = MAX_PACKET_SIZE
+        self.paused = True
+        self.paused_bytes = 0
+        self.session: Session | None = None
+        self.ended = False
+        self.close_code: ReasonCode | None = None
+        self.closed: Deferred[ReasonCode] = Deferred()
+        self.keep_alive = 0
+        self.deliver: Callable[[Delivery], None] | None = None
+        self._consumer_paused = False
+        self._held = False
+        self._decoder = Decoder(protocol_level=ProtocolVersion.MQTT_5)
+        # Frames written and not yet handed to the consumer.
+        self._frames: deque[bytes] = deque()
+        self.delivering = False
+        self.connack: ConnAck | None = None
+        self._outgoing: deque[_Outgoing] = deque()
+        self._pumping = False
+        # Deferreds waiting for acknowledgements, by packet identifier.
+        self._publishes: dict[int, Deferred[None]] = {}
+        self._subacks: dict[int, Deferred[tuple[int, ...]]] = {}
+        self._unsubacks: dict[int, Deferred[None]] = {}
+        self._next_pid = 1
+        self._window = broker.config.receive_maximum
+        self._stats = broker.stats_for(listener)
+        self._stats.connections_open += 1
+
+    # The broker's side (ClientLink).
+
+    def waiting(self) -> int:
+        """Bytes the consumer holds, while paused: the pause threshold plus what came since."""
+        return SLOW_CONSUMER_BYTES + self.paused_bytes
+
+    def write(self, data: bytes) -> None:
+        """Take encoded PUBLISH frames for the consumer."""
+        if self.ended:
+            return
+        self._stats.bytes_sent += len(data)
+        self._frames.append(data)
+        if self.deliver is not None and not self.delivering:
+            self.deliver_frames()
+
+    def send(self, packet: Packet) -> None:
+        """Take one packet from the broker."""
+        if self.ended:
+            return
+        handler = _PACKET_HANDLERS.get(packet.type)
+        if handler is not None:
+            handler(self, packet)
+
+    def hold_reading(self, held: bool) -> None:
+        """The broker holds (or releases) this publisher: later publishes wait."""
+        self._held = held
+        if not held:
+            self.pump()
+
+    def set_keep_alive(self, seconds: int) -> None:
+        """A Server Keep Alive: an in-process client is never silent by accident, so only kept."""
+        self.keep_alive = seconds
+
+    def challenge(self, packet: Auth) -> None:
+        """Never called: a virtual client names no enhanced authentication method."""
+
+    def close(self, reason_code: int, reason_string: str | None = None) -> Deferred[None]:
+        """The broker ends this client (takeover, kick, shutdown, refusal, store failure)."""
+        self.end(reason_code, reason_string)
+        return succeed(None)
+
+    # The consumer's side.
+
+    def set_consumer_paused(self, paused: bool) -> None:
+        """The consumer cannot take more (or can again)."""
+        self._consumer_paused = paused
+        self._update_paused()
+
+    def start_delivering(self, deliver: Callable[[Delivery], None]) -> None:
+        """Set (or replace) the consumer's callback; the first one unpauses the link."""
+        self.deliver = deliver
+        self._update_paused()
+
+    def _update_paused(self) -> None:
+        paused = self._consumer_paused or self.deliver is None or self.ended
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if not paused:
+            self.paused_bytes = 0
+            if self._frames and not self.delivering:
+                self.deliver_frames()
+            session = self.session
+            if session is not None and not self.ended:
+                session.drain()
+
+    def deliver_frames(self) -> None:
+        """
+        Hand the frames written so far to the consumer and acknowledge them,
+        including those acknowledging causes to be written (iteratively: a
+        long queue does not nest calls).
+        """
+        deliver = self.deliver
+        if deliver is None:
+            return
+        self.delivering = True
+        frames = self._frames
+        broker = self.broker
+        try:
+            while frames and not self.ended:
+                try:
+                    packets = self._decoder.feed(frames.popleft())
+                except MalformedPacket as e:
+                    self.log.error("undecodable delivery to {client_id!r}: {e}", client_id=self._id(), e=e)
+                    self.end(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+                    return
+                for packet in packets:
+                    if not isinstance(packet, Publish) or self.ended:
+                        continue
+                    try:
+                        deliver(Delivery(packet.topic, packet.payload, packet.qos, packet.retain, packet.properties))
+                    except Exception:
+                        self.log.failure(
+                            "bridge consumer of {client_id!r} failed", client_id=self._id(), event_id="bridge.error"
+                        )
+                        self.end(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+                        return
+                    session = self.session
+                    pid = packet.packet_id
+                    if session is None or pid is None:
+                        continue
+                    if packet.qos == 1:
+                        broker.puback(session, PubAck(pid))
+                    else:
+                        broker.pubrec(session, PubRec(pid))  # PUBREL comes back to send().
+        finally:
+            self.delivering = False
+
+    def submit(self, packet: Publish) -> Deferred[None]:
+        """Publish C{packet} (without its packet identifier) once the broker reads this client."""
+        done: Deferred[None] = Deferred()
+        self._outgoing.append(_Outgoing(packet, done))
+        self.pump()
+        return done
+
+    def pump(self) -> None:
+        """Hand waiting PUBLISH to the broker while it reads this client and the window allows."""
+        if self._pumping:
+            return
+        self._pumping = True
+        outgoing = self._outgoing
+        broker = self.broker
+        try:
+            while outgoing and not self._held and not self.ended:
+                head = outgoing[0]
+                packet = head.packet
+                if packet.qos:
+                    if len(self._publishes) >= self._window:
+                        break  # The Receive Maximum: wait for an acknowledgement.
+                    pid = self._allocate_pid(self._publishes)
+                    packet = replace(packet, packet_id=pid)
+                    self._publishes[pid] = head.done
+                outgoing.popleft()
+                session = self.session
+                assert session is not None
+                self._stats.bytes_received += len(packet.topic) + len(packet.payload) + 8
+                try:
+                    broker.publish(session, packet)
+                except Exception:
+                    self.log.failure(
+                        "failed handling a publish of {client_id!r}", client_id=self._id(), event_id="broker.error"
+                    )
+                    self.end(ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
+                    break
+                if not packet.qos and not head.done.called:
+                    head.done.callback(None)
+        finally:
+            self._pumping = False
+
+    def subscribe(self, subscriptions: tuple[Subscription, ...]) -> Deferred[tuple[int, ...]]:
+        """SUBSCRIBE: fires with the SUBACK's reason codes."""
+        session = self.session
+        assert session is not None
+        pid = self._allocate_pid(self._subacks)
+        d: Deferred[tuple[int, ...]] = Deferred()
+        self._subacks[pid] = d
+        self.broker.subscribe(session, Subscribe(pid, subscriptions))
+        return d
+
+    def unsubscribe(self, topic_filters: tuple[str, ...]) -> Deferred[None]:
+        """UNSUBSCRIBE: fires with the UNSUBACK."""
+        session = self.session
+        assert session is not None
+        pid = self._allocate_pid(self._unsubacks)
+        d: Deferred[None] = Deferred()
+        self._unsubacks[pid] = d
+        self.broker.unsubscribe(session, Unsubscribe(pid, topic_filters))
+        return d
+
+    def disconnect(self) -> None:
+        """A normal DISCONNECT (0x00): the will is dropped, the session kept if it has an expiry."""
+        session = self.session
+        if session is not None and not self.ended:
+            self.broker.disconnect(session, Disconnect(ReasonCode.SUCCESS))
+        self.end(ReasonCode.SUCCESS)
+
+    def end(self, reason_code: int, reason_string: str | None = None) -> None:
+        """The virtual connection is over: tell the broker, fail what waits, fire L{closed}."""
+        if self.ended:
+            return
+        self.ended = True
+        code = self.close_code = _reason(reason_code)
+        self.paused = True
+        self._frames.clear()
+        self._stats.connections_open -= 1
+        session, self.session = self.session, None
+        if session is not None:
+            reason = disconnect_reason(code)
+            self._stats.disconnects[reason] += 1
+            self.log.info(
+                "client {client_id!r} from {peer} on {listener} disconnected: {reason}",
+                client_id=session.client_id,
+                peer=self.peer,
+                listener=self.listener,
+                protocol_level=self.protocol_level,
+                username=self.username,
+                reason=reason,
+                event_id="client.disconnected",
+            )
+            try:
+                self.broker.connection_lost(session, self)
+            except Exception:
+                self.log.failure("failed ending {client_id!r}", client_id=session.client_id, event_id="broker.error")
+        self.broker.flow.forget(self)
+        error = BridgeError(code, reason_string or (None if code else "client disconnected"))
+        waiting: list[Deferred[None]] | list[Deferred[tuple[int, ...]]]
+        for waiting in (
+            [o.done for o in self._outgoing],
+            list(self._publishes.values()),
+            list(self._unsubacks.values()),
+            list(self._subacks.values()),
+        ):
+            for d in waiting:
+                if not d.called:
+                    d.errback(Failure(error))
+        self._outgoing.clear()
+        self._publishes.clear()
+        self._unsubacks.clear()
+        self._subacks.clear()
+        self.closed.callback(code)
+
+    # Internals.
+
+    def _id(self) -> str:
+        return self.session.client_id if self.session is not None else "?"
+
+    def _allocate_pid(self, used: dict[int, Deferred[None]] | dict[int, Deferred[tuple[int, ...]]]) -> int:
+        pid = self._next_pid
+        while pid in used:
+            pid = pid + 1 if pid < 65535 else 1
+        self._next_pid = pid + 1 if pid < 65535 else 1
+        return pid
+
+    def _on_connack(self, packet: ConnAck) -> None:
+        self.connack = packet
+
+    def _puback(self, packet: PubAck) -> None:
+        d = self._publishes.pop(packet.packet_id, None)
+        if d is not None:
+            _settle(d, packet.reason_code, packet.properties)
+        self.pump()
+
+    def _pubrec(self, packet: PubRec) -> None:
+        pid = packet.packet_id
+        if packet.reason_code >= 0x80:
+            self._puback(PubAck(pid, packet.reason_code, packet.properties))
+        elif pid in self._publishes and self.session is not None:
+            self.broker.pubrel(self.session, PubRel(pid))  # PUBCOMP comes back.
+
+    def _pubcomp(self, packet: PubComp) -> None:
+        self._puback(PubAck(packet.packet_id, packet.reason_code, packet.properties))
+
+    def _pubrel(self, packet: PubRel) -> None:
+        if self.session is not None:
+            self.broker.pubcomp(self.session, PubComp(packet.packet_id))
+
+    def _suback(self, packet: SubAck) -> None:
+        d = self._subacks.pop(packet.packet_id, None)
+        if d is not None:
+            d.callback(packet.reason_codes)
+
+    def _unsuback(self, packet: UnsubAck) -> None:
+        d = self._unsubacks.pop(packet.packet_id, None)
+        if d is not None:
+            d.callback(None)
+
+
+def _settle(d: Deferred[None], code: int, properties: Properties) -> None:
+    """Fire a publish's Deferred by its acknowledgement's reason code."""
+    if code < 0x80:
+        d.callback(None)  # 0x10 (no matching subscribers) is a success too.
+    else:
+        d.errback(Failure(BridgeError(code, properties.reason_string)))
+
+
+_PACKET_HANDLERS: dict[PacketType, Callable[[BridgeLink, Packet], None]] = {
+    PacketType.CONNACK: BridgeLink._on_connack,  # type: ignore[dict-item]
+    PacketType.PUBACK: BridgeLink._puback,  # type: ignore[dict-item]
+    PacketType.PUBREC: BridgeLink._pubrec,  # type: ignore[dict-item]
+    PacketType.PUBREL: BridgeLink._pubrel,  # type: ignore[dict-item]
+    PacketType.PUBCOMP: BridgeLink._pubcomp,  # type: ignore[dict-item]
+    PacketType.SUBACK: BridgeLink._suback,  # type: ignore[dict-item]
+    PacketType.UNSUBACK: BridgeLink._unsuback,  # type: ignore[dict-item]
+}
+
+
+class BridgeClient:
+    """
+    An admitted virtual client: one MQTT session.
+
+    @ivar client_id: its client identifier.
+    @ivar session_present: whether it resumed a stored session.
+    @ivar closed: fires with the reason code once the client is over:
+        after L{close} (0x00), or when the broker ended it (0x8E session
+        taken over, 0x98 administrative action, 0x8B shutdown, ...).
+    """
+
+    def __init__(self, bridge: Bridge, link: BridgeLink, client_id: str, session_present: bool) -> None:
+        self.client_id = client_id
+        self.session_present = session_present
+        self.link = link
+        self.closed: Deferred[ReasonCode] = link.closed
+        self._bridge = bridge
+
+    @property
+    def ended(self) -> bool:
+        """Whether the client is over."""
+        return self.link.ended
+
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties = NO_PROPERTIES,
+    ) -> Deferred[None]:
+        """
+        Publish a message. While the broker holds this client for flow
+        control, or its QoS 1/2 window is full, it waits its turn.
+
+        @return: fires when the broker accepted it: QoS 0 once routed, QoS 1
+            on PUBACK (after the store write, when persistence says so),
+            QoS 2 on PUBCOMP. Fails with L{BridgeError} (0x87 ACL, 0x90 bad
+            topic, 0x95 too large, 0x97 quota, 0x9A retain unsupported,
+            0x9B QoS unsupported, 0x99 payload not UTF-8, ...).
+        """
+        link = self.link
+        if link.ended:
+            return fail(BridgeError(link.close_code or ReasonCode.UNSPECIFIED_ERROR, "client closed"))
+        refusal = self._bridge.check_publish(topic, payload, qos, retain, properties)
+        if refusal is not None:
+            return fail(refusal)
+        session = link.session
+        if qos == 0 and session is not None and session.access is not None and not session.access.can_publish(topic):
+            # An MQTT client's QoS 0 PUBLISH is dropped unanswered; a
+            # bridge can say so (the broker says it for QoS 1/2).
+            link.broker.log_denial(session.client_id, "publish", topic)
+            return fail(BridgeError(ReasonCode.NOT_AUTHORIZED, f"publish to {topic[:100]!r} not authorized"))
+        return link.submit(Publish(topic, payload, qos, retain, False, None, properties))
+
+    def subscribe(
+        self, filters: Sequence[tuple[str, int]], deliver: Callable[[Delivery], None]
+    ) -> Deferred[tuple[int, ...]]:
+        """
+        Subscribe to C{filters} (topic filter, QoS). C{deliver} is called
+        for each message, retained ones first, and for what a resumed
+        session had queued; it replaces an earlier callback. QoS 1/2
+        deliveries are acknowledged once it returns.
+
+        @return: fires with the granted QoS or refusal code per filter
+            (SUBACK: 0x87 not authorized, 0x8F invalid, 0x97 quota, ...),
+            before any message is delivered. Fails with L{BridgeError}
+            0x8F for a malformed filter.
+        """
+        link = self.link
+        if link.ended:
+            return fail(BridgeError(link.close_code or ReasonCode.UNSPECIFIED_ERROR, "client closed"))
+        subscriptions = []
+        for topic_filter, qos in filters:
+            checked = topic_filter
+            if topic_filter.startswith(SHARE_PREFIX):
+                checked = topic_filter[len(SHARE_PREFIX) :].partition("/")[2] or "x"
+            if not is_valid_topic_filter(checked):
+                return fail(BridgeError(ReasonCode.TOPIC_FILTER_INVALID, f"invalid topic filter {topic_filter!r}"))
+            if qos not in (0, 1, 2):
+                return fail(BridgeError(ReasonCode.MALFORMED_PACKET, "QoS must be 0, 1 or 2"))
+            subscriptions.append(Subscription(topic_filter, qos))
+        if not subscriptions:
+            return fail(BridgeError(ReasonCode.PROTOCOL_ERROR, "no topic filter"))
+        # What a resumed session kept and the retained messages of the new
+        # subscriptions reach the consumer after its SUBACK.
+        was_delivering = link.delivering
+        link.delivering = True
+        try:
+            link.start_delivering(deliver)
+            d = link.subscribe(tuple(subscriptions))
+        finally:
+            link.delivering = was_delivering
+        if not was_delivering:
+            link.deliver_frames()
+        return d
+
+    def unsubscribe(self, filters: Sequence[str]) -> Deferred[None]:
+        """Unsubscribe from C{filters}; fires with UNSUBACK."""
+        link = self.link
+        if link.ended:
+            return fail(BridgeError(link.close_code or ReasonCode.UNSPECIFIED_ERROR, "client closed"))
+        for topic_filter in filters:
+            checked = topic_filter
+            if topic_filter.startswith(SHARE_PREFIX):
+                checked = topic_filter[len(SHARE_PREFIX) :].partition("/")[2] or "x"
+            if not is_valid_topic_filter(checked):
+                return fail(BridgeError(ReasonCode.TOPIC_FILTER_INVALID, f"invalid topic filter {topic_filter!r}"))
+        return link.unsubscribe(tuple(filters))
+
+    def pause(self) -> None:
+        """The consumer cannot take more now: it is a slow consumer until L{resume}."""
+        self.link.set_consumer_paused(True)
+
+    def resume(self) -> None:
+        """The consumer can take messages again: what waited is delivered."""
+        self.link.set_consumer_paused(False)
+
+    def close(self) -> None:
+        """A normal DISCONNECT: the session stays if it has an expiry."""
+        self.link.disconnect()
+
+
+#: A cached client's key: listener, user name, HMAC of the password, client id.
+_Key = tuple[str, str | None, bytes | None, str]
+
+
+@dataclass(slots=True)
+class _Cached:
+    """A client of L{Bridge.publish_once}, or its admission in progress."""
+
+    client: BridgeClient | None = None
+    waiters: list[Deferred[BridgeClient]] | None = None
+    used_at: float = 0.0
+    timer: IDelayedCall | None = None
+
+
+class Bridge:
+    """
+    The bridges' way into one broker.
+
+    @param broker: the broker.
+    @param clock: the clock of the idle time of L{publish_once} clients;
+        the broker's by default.
+    @param idle_timeout: seconds a L{publish_once} client stays admitted
+        after its last use.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self, broker: Broker, clock: IReactorTime | None = None, idle_timeout: float = IDLE_TIMEOUT
+    ) -> None:
+        self.broker = broker
+        self._clock = clock if clock is not None else broker.clock
+        self._idle = idle_timeout
+        # Cached publish_once clients by (listener, user name, HMAC of the
+        # password, client id): a key that lives only in this process, so
+        # the cache holds no password nor a hash anyone could test guesses on.
+        self._key = secrets.token_bytes(32)
+        self._cache: dict[_Key, _Cached] = {}
+
+    def connect(
+        self, origin: Origin, *, clean_start: bool = True, session_expiry: int = 0, keep_alive: int = 0
+    ) -> Deferred[BridgeClient]:
+        """
+        Admit a virtual client (CONNECT), as the broker admits any.
+
+        @param session_expiry: seconds the session outlives the client; a
+            persistent session resumed (C{clean_start} false) gets what was
+            queued for it once it subscribes.
+        @return: fires with the admitted client; fails with L{BridgeError}
+            carrying the CONNACK's refusal (0x86 bad user name or password,
+            0x87 not authorized, 0x85 client identifier not valid, 0x88
+            server unavailable, 0x9F connection rate exceeded, ...).
+        """
+        broker = self.broker
+        client_id = origin.client_id or new_client_id(origin.listener)
+        if len(client_id) > broker.config.max_client_id_length:
+            return fail(BridgeError(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "client identifier too long"))
+        link = BridgeLink(broker, origin.listener, origin.peer, origin.username)
+        props = Properties(session_expiry_interval=session_expiry) if session_expiry else NO_PROPERTIES
+        connect = Connect(
+            client_id,
+            ProtocolVersion.MQTT_5,
+            "MQTT",
+            clean_start,
+            keep_alive,
+            origin.username,
+            origin.password,
+            None,
+            props,
+        )
+        d = broker.connect(link, connect)
+        return d.addCallbacks(self._admitted, self._failed, callbackArgs=(link, client_id), errbackArgs=(link,))
+
+    def _admitted(self, session: Session | None, link: BridgeLink, client_id: str) -> BridgeClient:
+        connack = link.connack
+        if session is None:
+            link.end(ReasonCode.UNSPECIFIED_ERROR)
+            code = connack.reason_code if connack is not None else ReasonCode.UNSPECIFIED_ERROR
+            reason = connack.properties.reason_string if connack is not None else None
+            raise BridgeError(code, reason)
+        if link.ended:
+            # Ended while the broker decided (shut down, taken over).
+            self.broker.connection_lost(session, link)
+            raise BridgeError(link.close_code or ReasonCode.UNSPECIFIED_ERROR, "client closed while connecting")
+        link.session = session
+        present = connack is not None and connack.session_present
+        return BridgeClient(self, link, client_id, present)
+
+    def _failed(self, failure: Failure, link: BridgeLink) -> Failure:
+        self.log.failure(
+            "failed admitting a bridge client from {peer}", failure, peer=link.peer, event_id="broker.error"
+        )
+        link.end(ReasonCode.UNSPECIFIED_ERROR)
+        return Failure(BridgeError(ReasonCode.UNSPECIFIED_ERROR, "admission failed"))
+
+    def check_publish(
+        self, topic: str, payload: bytes, qos: int, retain: bool, properties: Properties
+    ) -> BridgeError | None:
+        """
+        What the broker's MQTT connection checks of an inbound PUBLISH
+        before the broker sees it, as a refusal, or C{None} if it passes.
+        """
+        config = self.broker.config
+        if qos not in (0, 1, 2):
+            return BridgeError(ReasonCode.MALFORMED_PACKET, "QoS must be 0, 1 or 2")
+        if qos > config.maximum_qos:
+            return BridgeError(ReasonCode.QOS_NOT_SUPPORTED, f"QoS {qos} is above the maximum {config.maximum_qos}")
+        if not is_valid_topic_name(topic):
+            return BridgeError(ReasonCode.TOPIC_NAME_INVALID, f"invalid topic name {topic[:100]!r}")
+        if topic_checked(config) and topic_over_limits(config, topic):
+            return BridgeError(ReasonCode.TOPIC_NAME_INVALID, "topic over the broker's limits")
+        if retain and not config.retain_available:
+            return BridgeError(ReasonCode.RETAIN_NOT_SUPPORTED)
+        if properties is not NO_PROPERTIES:
+            if properties.topic_alias is not None or properties.subscription_identifier:
+                return BridgeError(ReasonCode.PROTOCOL_ERROR, "no topic alias or subscription identifier on a publish")
+            if properties.payload_format_indicator == 1 and config.validate_payload_format and not is_utf8(payload):
+                return BridgeError(ReasonCode.PAYLOAD_FORMAT_INVALID, "payload is not valid UTF-8")
+            try:
+                props_size = len(encode_properties(properties, PacketType.PUBLISH))
+            except ValueError as e:
+                return BridgeError(ReasonCode.PROTOCOL_ERROR, str(e))
+        else:
+            props_size = 1
+        body = 2 + len(topic.encode("utf-8")) + (2 if qos else 0) + props_size + len(payload)
+        size = 1 + len(encode_vbi(min(body, 268_435_455))) + body
+        if size > config.max_packet_size:
+            return BridgeError(
+                ReasonCode.PACKET_TOO_LARGE,
+                f"{size} byte message exceeds the maximum packet size {config.max_packet_size}",
+            )
+        return None
+
+    def publish_once(
+        self,
+        origin: Origin,
+        topic: str,
+        payload: bytes,
+        qos: int = 0,
+        retain: bool = False,
+        properties: Properties = NO_PROPERTIES,
+    ) -> Deferred[None]:
+        """
+        Publish one message for a one-shot publisher (an HTTP or CoAP
+        request), through a client admitted for its credentials and kept
+        for L{IDLE_TIMEOUT} seconds after its last use, so that a password
+        is not verified on every request. Refused credentials are never
+        kept; a kept client the broker ends (taken over, kicked) is dropped.
+
+        @return: as L{BridgeClient.publish}; also fails with the
+            admission's L{BridgeError}.
+        """
+        refusal = self.check_publish(topic, payload, qos, retain, properties)
+        if refusal is not None:
+            return fail(refusal)
+        d = self.cached_client(origin)
+        return d.addCallback(lambda client: client.publish(topic, payload, qos, retain, properties))
+
+    def cached_client(self, origin: Origin) -> Deferred[BridgeClient]:
+        """The cached client for C{origin}'s credentials, admitted if need be (see L{publish_once})."""
+        secret = None if origin.password is None else hmac.digest(self._key, origin.password, "sha256")
+        key = (origin.listener, origin.username, secret, origin.client_id)
+        entry = self._cache.get(key)
+        now = self._clock.seconds()
+        if entry is not None:
+            entry.used_at = now
+            if entry.client is not None:
+                if not entry.client.ended:
+                    return succeed(entry.client)
+            elif entry.waiters is not None:
+                waiter: Deferred[BridgeClient] = Deferred()
+                entry.waiters.append(waiter)
+                return waiter
+        entry = self._cache[key] = _Cached(waiters=[], used_at=now)
+        d = self.connect(origin)
+        d.addCallbacks(self._cache_admitted, self._cache_refused, callbackArgs=(key, entry), errbackArgs=(key, entry))
+        return d
+
+    def _cache_admitted(self, client: BridgeClient, key: _Key, entry: _Cached) -> BridgeClient:
+        waiters, entry.waiters = entry.waiters or [], None
+        entry.client = client
+        client.closed.addCallback(self._uncache, key, entry)
+        entry.timer = self._clock.callLater(self._idle, self._idle_check, key, entry)
+        for waiter in waiters:
+            waiter.callback(client)
+        return client
+
+    def _cache_refused(self, failure: Failure, key: _Key, entry: _Cached) -> Failure:
+        if self._cache.get(key) is entry:
+            del self._cache[key]
+        waiters, entry.waiters = entry.waiters or [], None
+        for waiter in waiters:
+            waiter.errback(failure)
+        return failure
+
+    def _uncache(self, code: ReasonCode, key: _Key, entry: _Cached) -> ReasonCode:
+        if self._cache.get(key) is entry:
+            del self._cache[key]
+        if entry.timer is not None and entry.timer.active():
+            entry.timer.cancel()
+        entry.timer = None
+        return code
+
+    def _idle_check(self, key: _Key, entry: _Cached) -> None:
+        entry.timer = None
+        left = entry.used_at + self._idle - self._clock.seconds()
+        if left > 0:
+            entry.timer = self._clock.callLater(left, self._idle_check, key, entry)
+            return
+        if entry.client is not None:
+            entry.client.close()  # Drops it from the cache.
+
+    @property
+    def cached(self) -> int:
+        """How many L{publish_once} clients are admitted or being admitted now."""
+        return len(self._cache)
+
+    def close_cached(self) -> None:
+        """Close every cached L{publish_once} client (the bridge listener stops)."""
+        for entry in list(self._cache.values()):
+            if entry.client is not None:
+                entry.client.close()
