@@ -50,6 +50,7 @@ from mqttx.auth.acl import ACLAuthorizer, ACLError, build_authorizer
 from mqttx.auth.passwords import PasswordFileAuthenticator, PasswordFileError
 from mqttx.auth.scram import build_authentication_methods
 from mqttx.auth.setup import build_auth_limiter, build_authenticator
+from mqttx.broker.bridge import Bridge
 from mqttx.broker.broker import Broker
 from mqttx.config import Config, ConfigError, ListenerConfig, LoggingConfig, load_config
 from mqttx.interfaces import IStore
@@ -57,6 +58,7 @@ from mqttx.metrics import metrics_site
 from mqttx.store.memory import MemoryStore
 from mqttx.store.sqlite import SQLiteStore, StoreError
 from mqttx.systemd import notify
+from mqttx.transports.http import HTTPContext, build_site
 from mqttx.transports.limits import ConnectionLimits
 from mqttx.transports.mqtt import MQTTServerFactory
 from mqttx.transports.proxy import ProxyHeaderFactory, proxied_endpoint
@@ -296,6 +298,8 @@ def build_components(config: Config, reactor: Any) -> Components:
 
     # One count of open connections for every listener: mqtt.max_connections.
     limits = ConnectionLimits(config.mqtt, reactor)
+    # The HTTP and CoAP bridges' way into the broker.
+    bridge = Bridge(broker, reactor)
 
     def factory_for(listener: ListenerConfig) -> IProtocolFactory:
         factory = protocol_factory(listener)
@@ -308,6 +312,9 @@ def build_components(config: Config, reactor: Any) -> Components:
     def protocol_factory(listener: ListenerConfig) -> IProtocolFactory:
         if listener.protocol == "metrics":
             return metrics_site(broker, store)
+        if listener.protocol == "http":
+            context = HTTPContext(broker, bridge, listener, reactor, frozenset(config.auth.admins), store)
+            return build_site(context, limits=limits)
         mqtt = MQTTServerFactory(
             broker,
             clock=reactor,
