@@ -113,6 +113,7 @@ class Acknowledged:
     remote: Remote
     message: Message
     ack: Message
+    context: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +125,7 @@ class Reset:
 
     remote: Remote
     message: Message
+    context: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +134,7 @@ class TimedOut:
 
     remote: Remote
     message: Message
+    context: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,6 +187,7 @@ class _Pending:
     timeout: float
     retransmits: int
     deadline: float
+    context: object = None
 
 
 class MessageLayer:
@@ -218,7 +222,9 @@ class MessageLayer:
         self._pending: dict[tuple[Remote, int], _Pending] = {}
         self._timers: list[tuple[float, int, tuple[Remote, int]]] = []
         self._timer_seq = 0
-        self._non_sent: OrderedDict[tuple[Remote, int], tuple[float, Message]] = OrderedDict()
+        self._non_sent: OrderedDict[tuple[Remote, int], tuple[float, Message, object]] = (
+            OrderedDict()
+        )
         self._next_mid: OrderedDict[Remote, int] = OrderedDict()
 
     # --- receiving -------------------------------------------------------------------
@@ -237,6 +243,10 @@ class MessageLayer:
             if rst is not None:
                 events.append(Transmit(remote, encode(rst)))
             return events
+        return self.receive_message(remote, message, now)
+
+    def receive_message(self, remote: Remote, message: Message, now: float) -> list[Event]:
+        """L{receive} for a message the caller decoded itself."""
         if message.type is ACK or message.type is RST:
             return self._receive_answer(remote, message)
         if message.is_empty:
@@ -246,7 +256,7 @@ class MessageLayer:
             return [Ignored(remote, message, "empty NON")]
         seen = self._lookup(remote, message.message_id, now)
         if seen is not None:
-            events = [Duplicate(remote, message)]
+            events: list[Event] = [Duplicate(remote, message)]
             if message.type is CON and seen.answer is not None:
                 events.append(Transmit(remote, seen.answer))
             return events
@@ -261,17 +271,17 @@ class MessageLayer:
                 return [Ignored(remote, message, "RST that is not empty")]
             pending = self._pending.pop(key, None)
             if pending is not None:
-                return [Reset(remote, pending.message)]
+                return [Reset(remote, pending.message, pending.context)]
             sent = self._non_sent.pop(key, None)
             if sent is not None:
-                return [Reset(remote, sent[1])]
+                return [Reset(remote, sent[1], sent[2])]
             return [Ignored(remote, message, "RST matching no message")]
         if message.is_request:
             return [Ignored(remote, message, "ACK carrying a request")]
         pending = self._pending.pop(key, None)
         if pending is None:
             return [Ignored(remote, message, "ACK matching no CON")]
-        return [Acknowledged(remote, pending.message, message)]
+        return [Acknowledged(remote, pending.message, message, pending.context)]
 
     def _lookup(self, remote: Remote, message_id: int, now: float) -> _Seen | None:
         per_remote = self._seen.get(remote)
@@ -310,6 +320,7 @@ class MessageLayer:
         now: float,
         options: Iterable[Option] = (),
         payload: bytes = b"",
+        context: object = None,
     ) -> bytes:
         """
         The response to C{request}, with its token.
@@ -319,7 +330,8 @@ class MessageLayer:
         L{acknowledge} it is a separate CON response with a new message ID,
         retransmitted until acknowledged (L{Acknowledged}, L{Reset} or
         L{TimedOut} follow). For a NON request it is a NON with a new
-        message ID (section 5.2.3).
+        message ID (section 5.2.3). C{context} is handed back in the events
+        about a separate or NON response (see L{send}).
         """
         opts = tuple(options)
         seen = self._lookup(remote, request.message_id, now)
@@ -330,7 +342,7 @@ class MessageLayer:
             return datagram
         mtype = CON if request.type is CON else NON
         message = Message(mtype, code, self.new_message_id(remote), request.token, opts, payload)
-        return self.send(remote, message, now)
+        return self.send(remote, message, now, context=context)
 
     def acknowledge(self, remote: Remote, request: Message, now: float) -> bytes:
         """
@@ -393,7 +405,12 @@ class MessageLayer:
         return self._rng.getrandbits(8 * length).to_bytes(length, "big") if length else b""
 
     def send(
-        self, remote: Remote, message: Message, now: float, inherit: int | None = None
+        self,
+        remote: Remote,
+        message: Message,
+        now: float,
+        inherit: int | None = None,
+        context: object = None,
     ) -> bytes:
         """
         The datagram for a new message the caller originates (a
@@ -407,6 +424,8 @@ class MessageLayer:
             remote that this one replaces (RFC 7641 section 4.5.2: a newer
             notification takes over the older one's retransmission counter
             and timeout); the older one is forgotten.
+        @param context: anything; handed back in the L{Acknowledged},
+            L{Reset} or L{TimedOut} event about this message.
         @raise ValueError: if a CON with the same message ID is outstanding.
         """
         datagram = encode(message)
@@ -417,18 +436,18 @@ class MessageLayer:
             old = self._pending.pop((remote, inherit), None) if inherit is not None else None
             if old is not None:
                 pending = _Pending(
-                    remote, message, datagram, old.timeout, old.retransmits, old.deadline
+                    remote, message, datagram, old.timeout, old.retransmits, old.deadline, context
                 )
             else:
                 timeout = self._rng.uniform(
                     self._ack_timeout, self._ack_timeout * self._ack_random_factor
                 )
-                pending = _Pending(remote, message, datagram, timeout, 0, now + timeout)
+                pending = _Pending(remote, message, datagram, timeout, 0, now + timeout, context)
             self._pending[key] = pending
             self._schedule(pending.deadline, key)
         elif message.type is NON:
             self._non_sent.pop(key, None)
-            self._non_sent[key] = (now + NON_LIFETIME, message)
+            self._non_sent[key] = (now + NON_LIFETIME, message, context)
             self._expire_non(now)
         return datagram
 
@@ -448,7 +467,7 @@ class MessageLayer:
 
     def _expire_non(self, now: float) -> None:
         while self._non_sent:
-            key, (expires, _) = next(iter(self._non_sent.items()))
+            key, (expires, _, _) = next(iter(self._non_sent.items()))
             if expires > now and len(self._non_sent) <= self._max_total:
                 break
             del self._non_sent[key]
@@ -489,7 +508,7 @@ class MessageLayer:
             pending = self._pending[key]
             if pending.retransmits >= self._max_retransmit:
                 del self._pending[key]
-                events.append(TimedOut(pending.remote, pending.message))
+                events.append(TimedOut(pending.remote, pending.message, pending.context))
                 continue
             pending.retransmits += 1
             pending.timeout *= 2

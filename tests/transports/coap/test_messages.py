@@ -376,3 +376,41 @@ class IdentifierTests(SynchronousTestCase):
         self.assertEqual(len(layer.new_token(2)), 2)
         self.assertEqual(layer.new_token(0), b"")
         self.assertNotEqual(layer.new_token(), layer.new_token())
+
+
+class ContextTests(SynchronousTestCase):
+    """The caller's context comes back with the events about its message."""
+
+    def test_context(self) -> None:
+        layer = MessageLayer(FixedRandom(bits=1))
+        ctx_a, ctx_b, ctx_c = object(), object(), object()
+        a = Message(CON, Code.CONTENT, 1, b"t")
+        b = Message(CON, Code.CONTENT, 2, b"t")
+        c = Message(NON, Code.CONTENT, 3, b"t")
+        layer.send(A, a, 0, context=ctx_a)
+        layer.send(A, b, 0, context=ctx_b)
+        layer.send(A, c, 0, context=ctx_c)
+        ack = Message(ACK, Code.EMPTY, 1)
+        self.assertEqual(layer.receive(A, wire(ack), 1), [Acknowledged(A, a, ack, ctx_a)])
+        rst = wire(Message(RST, Code.EMPTY, 3))
+        self.assertEqual(layer.receive(A, rst, 1), [Reset(A, c, ctx_c)])
+        for t in (2, 6, 14, 30):
+            layer.tick(t)
+        self.assertEqual(layer.tick(62), [TimedOut(A, b, ctx_b)])
+
+    def test_separate_response_context(self) -> None:
+        layer = MessageLayer(FixedRandom(bits=40))
+        req = get(7)
+        layer.receive(A, wire(req), 0)
+        layer.acknowledge(A, req, 0)
+        ctx = object()
+        layer.respond(A, req, Code.CONTENT, 1, context=ctx)
+        rst = wire(Message(RST, Code.EMPTY, 40))
+        separate = Message(CON, Code.CONTENT, 40, req.token)
+        self.assertEqual(layer.receive(A, rst, 2), [Reset(A, separate, ctx)])
+
+    def test_receive_message(self) -> None:
+        """A caller that decoded the datagram itself can pass the message."""
+        layer = MessageLayer(FixedRandom())
+        self.assertEqual(layer.receive_message(A, get(1), 0), [Received(A, get(1))])
+        self.assertEqual(layer.receive_message(A, get(1), 0), [Duplicate(A, get(1))])
