@@ -28,17 +28,9 @@ from twisted.web.server import Request, Site
 
 from mqttx import __version__
 from mqttx.broker.broker import Broker
+from mqttx.broker.stats import DROP_REASONS, session_figures
 
 __all__ = ["BrokerCollector", "MetricsResource", "make_registry", "metrics_site"]
-
-#: Drop reasons, by the L{mqttx.broker.session.Counters} attribute that
-#: counts them.
-_DROPPED = (
-    ("slow_consumer", "dropped_qos0"),
-    ("queue_full", "dropped_queue_full"),
-    ("too_large", "dropped_too_large"),
-    ("expired", "dropped_expired"),
-)
 
 
 class BrokerCollector(Collector):
@@ -148,35 +140,30 @@ class BrokerCollector(Collector):
             "expired.",
             labels=["reason"],
         )
-        for reason, attribute in _DROPPED:
+        for reason, attribute in DROP_REASONS:
             dropped.add_metric([reason], getattr(counters, attribute))
         yield from (received, received_bytes, sent, sent_bytes, dropped)
 
     def _state(self, broker: Broker) -> Iterator[Metric]:
-        online = subscriptions = queued = inflight = 0
-        sessions = broker.sessions
-        for session in sessions.values():
-            if session.link is not None:
-                online += 1
-            subscriptions += len(session.subscriptions)
-            queued += len(session.queue)
-            inflight += len(session.inflight)
+        figures = session_figures(broker.sessions.values())
         states = GaugeMetricFamily("mqttx_sessions", "Sessions, by state.", labels=["state"])
-        states.add_metric(["online"], online)
-        states.add_metric(["offline"], len(sessions) - online)
+        states.add_metric(["online"], figures.online)
+        states.add_metric(["offline"], figures.offline)
         yield states
         maximum = GaugeMetricFamily(
             "mqttx_clients_maximum", "The most clients connected at once since the broker started."
         )
         maximum.add_metric([], broker.clients_maximum)
         yield maximum
-        yield GaugeMetricFamily("mqttx_subscriptions", "Subscriptions of all sessions.", value=subscriptions)
+        yield GaugeMetricFamily("mqttx_subscriptions", "Subscriptions of all sessions.", value=figures.subscriptions)
         yield GaugeMetricFamily("mqttx_retained_messages", "Retained messages.", value=len(broker.retained))
         yield GaugeMetricFamily(
-            "mqttx_queued_messages", "Messages queued for sessions (offline, or window full).", value=queued
+            "mqttx_queued_messages",
+            "Messages queued for sessions (offline, or window full).",
+            value=figures.queued,
         )
         yield GaugeMetricFamily(
-            "mqttx_inflight_messages", "QoS 1/2 messages sent and not yet acknowledged.", value=inflight
+            "mqttx_inflight_messages", "QoS 1/2 messages sent and not yet acknowledged.", value=figures.inflight
         )
 
 

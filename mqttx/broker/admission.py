@@ -348,6 +348,7 @@ class Admission:
         )
         session.disconnected_at = None
         session.link = link
+        session.attached(link.listener, link.peer, connect.username)
         if self._authorizer is not None:
             access = session.access = self._authorizer.for_client(client_id, connect.username)
             will = session.will

@@ -175,6 +175,11 @@ class Broker:
         """The broker's time source."""
         return self._clock
 
+    @property
+    def store(self) -> IStore:
+        """Where persistent sessions and retained messages are kept."""
+        return self._store
+
     def stats_for(self, listener: str) -> ListenerStats:
         """The counters of the listener named C{listener}, created on first use."""
         stats = self.listener_stats.get(listener)

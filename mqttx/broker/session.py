@@ -186,6 +186,13 @@ class Session:
         #: without an authorizer, and for a session restored from the
         #: store until its client connects again.
         self.access: IClientAccess | None = None
+        #: Who last connected to it, on which listener, from where and when
+        #: (clock time), for the admin API; not stored: C{None} for a session
+        #: restored from the store until its client connects again.
+        self.username: str | None = None
+        self.listener: str | None = None
+        self.peer: str | None = None
+        self.connected_at: float | None = None
         self._store = store
         self._writes = writes
         self._flow = flow
@@ -199,6 +206,13 @@ class Session:
     def persistent(self) -> bool:
         """Whether this session outlives its connection."""
         return self.expiry_interval > 0
+
+    def attached(self, listener: str, peer: str, username: str | None) -> None:
+        """A connection took this session: remember who and when (see L{connected_at})."""
+        self.listener = listener
+        self.peer = peer
+        self.username = username
+        self.connected_at = self._seconds()
 
     def cancel_timers(self) -> None:
         """Stop the pending will and expiry timers."""

@@ -9,10 +9,25 @@ hot path (DESIGN.md).
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from mqttx.mqtt.reason_codes import ReasonCode
 
-__all__ = ["CONNECT_ACCEPTED", "DISCONNECT_LOST", "DISCONNECT_NORMAL", "ListenerStats", "disconnect_reason"]
+if TYPE_CHECKING:
+    from .session import Session
+
+__all__ = [
+    "CONNECT_ACCEPTED",
+    "DISCONNECT_LOST",
+    "DISCONNECT_NORMAL",
+    "DROP_REASONS",
+    "ListenerStats",
+    "SessionFigures",
+    "disconnect_reason",
+    "session_figures",
+]
 
 #: The reason of an accepted CONNECT in L{ListenerStats.connects}.
 CONNECT_ACCEPTED = "success"
@@ -76,3 +91,39 @@ def disconnect_reason(reason_code: int | None) -> str:
         return ReasonCode(reason_code).name.lower()
     except ValueError:
         return f"0x{reason_code:02x}"
+
+
+#: Why messages were not delivered, by the L{mqttx.broker.session.Counters}
+#: attribute that counts them: QoS 0 to an offline or congested client,
+#: queue full, above the client's Maximum Packet Size, expired.
+DROP_REASONS = (
+    ("slow_consumer", "dropped_qos0"),
+    ("queue_full", "dropped_queue_full"),
+    ("too_large", "dropped_too_large"),
+    ("expired", "dropped_expired"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFigures:
+    """What the sessions hold now, summed (a walk over every session)."""
+
+    online: int
+    offline: int
+    subscriptions: int
+    queued: int
+    inflight: int
+
+
+def session_figures(sessions: Iterable[Session]) -> SessionFigures:
+    """Sum up C{sessions}, for the metrics collector and the admin API."""
+    online = offline = subscriptions = queued = inflight = 0
+    for session in sessions:
+        if session.link is not None:
+            online += 1
+        else:
+            offline += 1
+        subscriptions += len(session.subscriptions)
+        queued += len(session.queue)
+        inflight += len(session.inflight)
+    return SessionFigures(online, offline, subscriptions, queued, inflight)
