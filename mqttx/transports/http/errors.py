@@ -13,7 +13,7 @@ from twisted.web.server import Request
 
 from mqttx.mqtt.reason_codes import ReasonCode
 
-__all__ = ["REALM", "json_body", "send_error", "send_json", "status_for"]
+__all__ = ["REALM", "gone", "json_body", "send_error", "send_json", "status_for"]
 
 #: The realm of the Basic authentication challenge.
 REALM = b'Basic realm="mqttx"'
@@ -68,12 +68,17 @@ def json_body(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8") + b"\n"
 
 
+def gone(request: Request) -> bool:
+    """Whether C{request} is answered already, or its client has gone."""
+    return bool(request.finished or getattr(request, "_disconnected", False))
+
+
 def send_json(request: Request, status: int, value: object) -> None:
     """
     Answer C{request} with C{status} and C{value} as JSON, and finish it;
     nothing if the client has gone already.
     """
-    if request.finished or request._disconnected:
+    if gone(request):
         return
     body = json_body(value)
     request.setResponseCode(status)

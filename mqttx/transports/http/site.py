@@ -124,13 +124,18 @@ class JSONResource(Resource):
         return ErrorResource(404, "not found")
 
     def render(self, request: Request) -> bytes | int:
-        allowed = sorted(
-            {name[len("render_") :] for name in dir(self) if name.startswith("render_")}
-        )
+        methods = {name[len("render_") :] for name in dir(self) if name.startswith("render_")}
+        # Resource has render_HEAD, which renders GET.
+        methods.discard("HEAD")
+        if not methods or (self.isLeaf and request.postpath):
+            # An intermediate node, or a path below a leaf.
+            send_error(request, 404, "not found")
+            return NOT_DONE_YET
+        if "GET" in methods:
+            methods.add("HEAD")
+        allowed = sorted(methods)
         method = request.method.decode("ascii", "replace")
         if method not in allowed:
-            if method == "HEAD" and "GET" in allowed:
-                return cast("bytes | int", super().render(request))
             request.setHeader(b"allow", ", ".join(allowed).encode("ascii"))
             send_error(request, 405, f"method {method} not allowed")
             return NOT_DONE_YET

@@ -57,7 +57,7 @@ from mqttx.mqtt.properties import Properties
 from mqttx.mqtt.reason_codes import ReasonCode, describe
 
 from .auth import BadCredentials, Credentials, credentials, origin_for, peer_of, refuse
-from .errors import send_error
+from .errors import gone, send_error
 from .publish import BadRequest, parse_qos, query_args
 from .site import HTTPContext, JSONResource
 
@@ -278,7 +278,7 @@ class SubscribeResource(JSONResource):
         except BridgeError as e:
             refuse(request, e, creds, "subscribe")
             return
-        if request._disconnected:
+        if gone(request):
             client.close()
             return
         try:
@@ -295,7 +295,7 @@ class SubscribeResource(JSONResource):
             topic_filter, code = refused[0]
             refuse(request, BridgeError(code, f"subscription to {topic_filter!r} refused"), creds, "subscribe")
             return
-        if request._disconnected or client.ended:
+        if gone(request) or client.ended:
             stream.discard()
             client.close()
             return
