@@ -203,6 +203,8 @@ class OptionTests(SynchronousTestCase):
         self.assertEqual(m.block1, BlockValue(0, False, 2))
         self.assertEqual((m.size1, m.size2), (5000, 70000))
         self.assertEqual(m.location_path, ["x"])
+        self.assertTrue(m.has(N.SIZE1))
+        self.assertFalse(m.has(N.MAX_AGE))
         self.assertEqual(m.bad_options(), [])
         self.assertIsNone(Message(CON, Code.GET, 1).observe)
         self.assertIsNone(Message(CON, Code.GET, 1).block2)

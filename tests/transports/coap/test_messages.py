@@ -414,3 +414,21 @@ class ContextTests(SynchronousTestCase):
         layer = MessageLayer(FixedRandom())
         self.assertEqual(layer.receive_message(A, get(1), 0), [Received(A, get(1))])
         self.assertEqual(layer.receive_message(A, get(1), 0), [Duplicate(A, get(1))])
+
+
+class IdentifierLimitTests(SynchronousTestCase):
+    """Message ID bookkeeping stays bounded."""
+
+    def test_counters_capped(self) -> None:
+        """At most max_total remotes keep a message ID counter."""
+        layer = MessageLayer(FixedRandom(bits=7), max_total=2)
+        for port in range(5):
+            layer.new_message_id(("192.0.2.1", port))
+        self.assertEqual(len(layer._next_mid), 2)
+
+    def test_all_in_use(self) -> None:
+        """With every message ID to a remote in use, allocation fails loudly."""
+        layer = MessageLayer(FixedRandom())
+        for mid in range(0x10000):
+            layer._non_sent[(A, mid)] = (1000.0, Message(NON, Code.CONTENT, mid), None)
+        self.assertRaises(RuntimeError, layer.new_message_id, A)
