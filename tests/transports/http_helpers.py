@@ -27,7 +27,7 @@ from mqttx.mqtt.reason_codes import ReasonCode
 from mqttx.transports.http import HTTPContext, HTTPSite, build_site
 from tests.helpers import BrokerTestCase
 
-__all__ = ["USERS", "HTTPTestCase", "Response", "basic", "parse_response"]
+__all__ = ["USERS", "FakeAuthenticator", "FakeAuthorizer", "HTTPTestCase", "Response", "basic", "parse_response"]
 
 #: The users of the fake authenticator, and their passwords.
 USERS = {"alice": b"secret", "root": b"toor"}
