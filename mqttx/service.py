@@ -52,12 +52,21 @@ from mqttx.auth.scram import build_authentication_methods
 from mqttx.auth.setup import build_auth_limiter, build_authenticator
 from mqttx.broker.bridge import Bridge
 from mqttx.broker.broker import Broker
-from mqttx.config import Config, ConfigError, ListenerConfig, LoggingConfig, load_config
+from mqttx.config import (
+    Config,
+    ConfigError,
+    ListenerConfig,
+    LoggingConfig,
+    load_config,
+    udp_address,
+)
 from mqttx.interfaces import IStore
 from mqttx.metrics import metrics_site
 from mqttx.store.memory import MemoryStore
 from mqttx.store.sqlite import SQLiteStore, StoreError
 from mqttx.systemd import notify
+from mqttx.transports.coap.listener import UDPListenerService
+from mqttx.transports.coap.protocol import CoAPDatagramProtocol
 from mqttx.transports.http import HTTPContext, build_site
 from mqttx.transports.limits import ConnectionLimits
 from mqttx.transports.mqtt import MQTTServerFactory
@@ -253,6 +262,9 @@ class Components:
     acl: ACLAuthorizer | None = None
     #: The TLS of each TLS listener; C{reload()} re-reads its files.
     tls: tuple[ServerTLS, ...] = ()
+    #: The service of one datagram (C{coap}) listener, which
+    #: C{factory_for} does not serve.
+    udp_service_for: Callable[[ListenerConfig], UDPListenerService] | None = None
 
 
 def build_components(config: Config, reactor: Any) -> Components:
@@ -328,6 +340,14 @@ def build_components(config: Config, reactor: Any) -> Components:
             return MQTTWebSocketFactory(mqtt, listener.websocket)
         return mqtt
 
+    def udp_service_for(listener: ListenerConfig) -> UDPListenerService:
+        assert listener.coap is not None
+        port, interface = udp_address(listener.endpoint)
+        protocol = CoAPDatagramProtocol(
+            bridge, listener.name, listener.coap, reactor, stopping=lambda: broker.stopping
+        )
+        return UDPListenerService(reactor, port, interface, protocol)
+
     return Components(
         store=store,
         broker=broker,
@@ -335,6 +355,7 @@ def build_components(config: Config, reactor: Any) -> Components:
         password_file=authenticator if isinstance(authenticator, PasswordFileAuthenticator) else None,
         acl=acl,
         tls=tuple(tls.values()),
+        udp_service_for=udp_service_for,
     )
 
 
@@ -371,20 +392,27 @@ class _ObservedEndpoint:
         return cast("Deferred[IListeningPort]", d)
 
 
+class _Listening(Protocol):
+    listening: Deferred[IListeningPort]
+
+
 @dataclass(frozen=True, slots=True)
 class _Listener:
     config: ListenerConfig
-    service: StreamServerEndpointService
-    endpoint: _ObservedEndpoint
+    service: Service
+    #: Reports the port or the failure to listen: the stream listener's
+    #: L{_ObservedEndpoint}, or the L{UDPListenerService} itself.
+    endpoint: _Listening
 
 
 class MQTTXService(MultiService):
     """
     One broker process: its store, its broker and its listeners.
 
-    Each listener is a child L{StreamServerEndpointService} named after it,
-    but this service orders their start and stop itself (L{MultiService}
-    would start them before the broker and stop everything at once):
+    Each listener is a child L{StreamServerEndpointService} (a
+    L{UDPListenerService} for C{coap}) named after it, but this service
+    orders their start and stop itself (L{MultiService} would start them
+    before the broker and stop everything at once):
 
       - start: the broker loads its state from the store, then each listener
         listens, and one line logs the node, version and bound addresses;
@@ -437,6 +465,12 @@ class MQTTXService(MultiService):
         self.tls = built.tls
         self._listeners: list[_Listener] = []
         for listener in config.listeners:
+            if listener.protocol == "coap" and built.udp_service_for is not None:
+                udp = built.udp_service_for(listener)
+                udp.setName(listener.name)
+                udp.setServiceParent(self)
+                self._listeners.append(_Listener(listener, udp, udp))
+                continue
             factory = built.factory_for(listener)
             description = listener.endpoint
             behind = proxied_endpoint(description)
