@@ -11,17 +11,21 @@ from dataclasses import replace
 from twisted.internet.error import ConnectionDone
 from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
+from twisted.python.filepath import FilePath
+from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Request
 
 from mqttx import __version__
-from mqttx.config import HTTPConfig
+from mqttx.config import HTTPConfig, parse_config
 from mqttx.transports.http import build_site
 from mqttx.transports.http.errors import status_for
 from mqttx.transports.http.site import IDLE_TIMEOUT, MAX_HEADERS, MAX_LINE, HTTPContext, mount
 from mqttx.transports.limits import ConnectionLimits
 
 from .http_helpers import HTTPTestCase, parse_response
+
+EXAMPLE = FilePath(__file__).parent().parent().parent().descendant(["etc", "mqttx.yaml"])
 
 
 class _Failing(Resource):
@@ -256,3 +260,18 @@ class ConnectionLimitTests(HTTPTestCase):
         self.assertEqual(self.site.acceptableProtocols(), [b"http/1.1"])
 
 
+
+
+class ExampleConfigTests(SynchronousTestCase):
+    """The commented-out http listener of etc/mqttx.yaml."""
+
+    def test_example_http_listener(self) -> None:
+        """It spells out every key of an http: block, with the defaults, and is valid."""
+        lines = EXAMPLE.getContent().decode("utf-8").splitlines()
+        start = lines.index("  # - name: http")
+        end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("  #  "))
+        block = "\n".join(line.replace("  # ", "  ", 1) for line in lines[start:end])
+        [listener] = parse_config("listeners:\n" + block, "example").listeners
+        self.assertEqual((listener.name, listener.protocol, listener.http), ("http", "http", HTTPConfig()))
+        for name in HTTPConfig.__dataclass_fields__:
+            self.assertIn(f"#     {name}:", "\n".join(lines[start:end]))
