@@ -57,7 +57,7 @@ from twisted.trial.unittest import FailTest, TestCase
 
 from mqttx.broker.broker import Broker
 from mqttx.config import MQTTConfig
-from mqttx.interfaces import IAuthenticationMethod, IAuthorizer
+from mqttx.interfaces import IAuthenticationMethod, IAuthenticator, IAuthorizer
 from mqttx.mqtt.codec import Decoder, encode
 from mqttx.mqtt.errors import MalformedPacket
 from mqttx.mqtt.packets import ConnAck, Connect, Packet, Publish, Will
@@ -288,6 +288,7 @@ async def start_broker(
     authentication_methods: Sequence[IAuthenticationMethod] = (),
     tls: ServerTLS | None = None,
     authorizer: IAuthorizer | None = None,
+    authenticator: IAuthenticator | None = None,
     **overrides: Any,
 ) -> RunningBroker:
     """
@@ -300,12 +301,19 @@ async def start_broker(
         methods the broker offers.
     @param tls: TLS for the listener (its C{use_identity_as_username} too).
     @param authorizer: the broker's authorizer; none by default.
+    @param authenticator: the broker's authenticator; by default every
+        client is let in.
     @param overrides: L{MQTTConfig} fields to change from their defaults.
     """
     config = replace(MQTTConfig(), **overrides)
     store = MemoryStore() if store is None else store
     broker = Broker(
-        config, clock=reactor, store=store, authentication_methods=authentication_methods, authorizer=authorizer
+        config,
+        clock=reactor,
+        store=store,
+        authentication_methods=authentication_methods,
+        authorizer=authorizer,
+        authenticator=authenticator,
     )
     await broker.start()
     factory = _TrackingFactory(broker, reactor)
