@@ -388,6 +388,7 @@ def build_site(context: HTTPContext, *, limits: ConnectionLimits | None = None) 
     @param context: the listener's context.
     @param limits: the connection limits every listener shares.
     """
+    from .admin import mount_admin
     from .health import HealthResource, ReadyResource, metrics_resource
     from .publish import PublishResource
     from .subscribe import SubscribeResource
@@ -401,5 +402,6 @@ def build_site(context: HTTPContext, *, limits: ConnectionLimits | None = None) 
     tree.mount("api/v1/publish", PublishResource(context))
     tree.mount("api/v1/subscribe", SubscribeResource(context))
     # The admin API (/api/v1/clients, subscriptions, retained, stats) and
-    # the status page (/) are mounted by mqttx.transports.http.admin.
+    # the status page (/).
+    mount_admin(tree)
     return HTTPSite(tree.root, context, limits=limits)
