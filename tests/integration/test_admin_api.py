@@ -115,6 +115,8 @@ class AdminAPITests(AdminHTTPTestCase):
         self.assertEqual((status, stats["retained_messages"]), (200, 1))
         status, listing = await curl(f"{self.base_url}/api/v1/clients?limit=50")
         self.assertIn("sensor-17", [c["client_id"] for c in listing["clients"]])
+        status, details = await curl(f"{self.base_url}/api/v1/clients/sensor-17")
+        self.assertEqual([s["topic_filter"] for s in details["subscriptions"]], ["cmd/#"])
         status, retained = await curl(f"{self.base_url}/api/v1/retained?filter=sensors/%23")
         self.assertEqual([m["topic"] for m in retained["retained"]], ["sensors/17/temp"])
         status, _ = await curl("-X", "DELETE", f"{self.base_url}/api/v1/retained?topic=sensors/17/temp")
