@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from base64 import b64encode
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 
 from mqttx.broker.message import Message as StoredMessage
 from mqttx.mqtt.packets import Publish
@@ -134,6 +134,13 @@ class RawFormTests(PublishTestCase):
         """Payload format 1 with a payload that is not UTF-8 is refused: 400, 0x99 [MQTT-3.3.2-4]."""
         response = self.request("POST", "/api/v1/publish?topic=a", b"\xff\xfe", {"X-MQTT-Payload-Format": "1"})
         self.assertEqual((response.status, response.json()["reason_code"]), (400, 0x99))
+
+    def test_unexpected_failure_is_500(self) -> None:
+        """A failure the bridge does not explain: a JSON 500, logged, no traceback to the client."""
+        self.bridge.publish_once = lambda *args, **kwargs: fail(RuntimeError("store on fire"))  # type: ignore[method-assign]
+        response = self.request("POST", "/api/v1/publish?topic=a", b"x")
+        self.assertEqual((response.status, response.json()), (500, {"error": "internal error", "reason_code": 0x83}))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_503_while_stopping(self) -> None:
         """While the broker shuts down, publishing is refused with 503."""

@@ -140,6 +140,12 @@ class StreamTests(HTTPTestCase):
         self.request("POST", "/api/v1/publish?topic=a&qos=2", b"x")
         self.assertEqual([m["qos"] for m in stream.messages()], [0])
 
+    def test_head(self) -> None:
+        """HEAD answers the stream's headers without opening a stream or a session."""
+        response = self.request("HEAD", "/api/v1/subscribe?filter=a")
+        self.assertEqual((response.status, response.header("content-type")), (200, "text/event-stream; charset=utf-8"))
+        self.assertEqual(self.broker.sessions, {})
+
     def test_heartbeat(self) -> None:
         """A comment every http.heartbeat_interval seconds (15 here)."""
         stream = Stream(self, "/api/v1/subscribe?filter=a")

@@ -39,7 +39,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import NOT_DONE_YET, Request
 
@@ -50,7 +49,7 @@ from mqttx.mqtt.topics import is_valid_topic_name
 
 from .auth import BadCredentials, Credentials, credentials, origin_for, refuse
 from .errors import send_error, send_json
-from .site import HTTPContext, JSONResource
+from .site import HTTPContext, JSONResource, answer_later
 
 __all__ = ["BadRequest", "Message", "PublishResource", "parse_json_form", "parse_raw_form", "query_args"]
 
@@ -304,7 +303,7 @@ class PublishResource(JSONResource):
             self.log.debug("bad publish request: {error}", error=str(e), event_id="http.bad_request")
             send_error(request, 400, str(e), e.reason_code)
             return NOT_DONE_YET
-        Deferred.fromCoroutine(self._publish(request, creds, message))
+        answer_later(request, self._publish(request, creds, message))
         return NOT_DONE_YET
 
     async def _publish(self, request: Request, creds: Credentials, message: Message) -> None:
@@ -316,9 +315,5 @@ class PublishResource(JSONResource):
             )
         except BridgeError as e:
             refuse(request, e, creds, "publish")
-            return
-        except Exception:
-            self.log.failure("HTTP publish failed", event_id="http.publish_failed")
-            send_error(request, 500, "internal error", ReasonCode.IMPLEMENTATION_SPECIFIC_ERROR)
             return
         send_json(request, 200, {"topic": message.topic, "qos": message.qos, "retain": message.retain})

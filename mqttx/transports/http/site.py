@@ -28,10 +28,11 @@ resource tree and what every request gets.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IReactorTime, ITransport
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -56,6 +57,7 @@ __all__ = [
     "MAX_HEADERS_SIZE",
     "MAX_LINE",
     "SERVER",
+    "answer_later",
     "BridgeRequest",
     "HTTPContext",
     "HTTPSite",
@@ -259,6 +261,17 @@ class BridgeRequest(Request):
             return
         self.setHeader(b"server", SERVER)
         send_error(self, 500, "internal error", 0x83)
+
+
+def answer_later(request: Request, work: Coroutine[Any, Any, None]) -> None:
+    """
+    Run C{work}, which answers C{request}; if it raises, the failure is
+    logged and the request answered with a JSON 500 (or its connection
+    closed, if the answer has begun), as when a resource raises.
+    """
+    d = Deferred.fromCoroutine(work)
+    if isinstance(request, BridgeRequest):
+        d.addErrback(request.processingFailed)
 
 
 class _BridgeChannel(HTTPChannel):

@@ -44,7 +44,6 @@ import json
 from base64 import b64encode
 from typing import Any
 
-from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IPushProducer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -59,7 +58,7 @@ from mqttx.mqtt.reason_codes import ReasonCode, describe
 from .auth import BadCredentials, Credentials, credentials, origin_for, peer_of, refuse
 from .errors import gone, send_error
 from .publish import BadRequest, parse_qos, query_args
-from .site import HTTPContext, JSONResource
+from .site import HTTPContext, JSONResource, answer_later
 
 __all__ = ["EventStream", "SubscribeResource", "message_event"]
 
@@ -226,6 +225,12 @@ class SubscribeResource(JSONResource):
         super().__init__()
         self._context = context
 
+    def render_HEAD(self, request: Request) -> bytes:
+        """The headers a stream would have, without one (nor a session)."""
+        request.setHeader(b"content-type", b"text/event-stream; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        return b""
+
     def render_GET(self, request: Request) -> int:
         context = self._context
         if context.broker.stopping:
@@ -253,7 +258,7 @@ class SubscribeResource(JSONResource):
             return NOT_DONE_YET
         client_id = client_ids[0] if client_ids else None
         last_event = request.getHeader(b"last-event-id")
-        Deferred.fromCoroutine(self._subscribe(request, creds, [(f, qos) for f in filters], client_id, last_event))
+        answer_later(request, self._subscribe(request, creds, [(f, qos) for f in filters], client_id, last_event))
         return NOT_DONE_YET
 
     async def _subscribe(
