@@ -42,7 +42,8 @@ class UDPListenerService(Service):
     def startService(self) -> None:
         super().startService()
         try:
-            self.port = self._reactor.listenUDP(self._port_number, self.protocol, interface=self._interface)
+            # Datagrams up to the UDP maximum: a request need not use Block1.
+            self.port = self._reactor.listenUDP(self._port_number, self.protocol, self._interface, 65535)
         except CannotListenError as e:
             self.listening.errback(e)
             return
