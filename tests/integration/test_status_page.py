@@ -42,6 +42,9 @@ READ_PAGE = """document.getElementById('rate-out') && JSON.stringify({
     .map(r => [...r.cells].map(c => c.textContent)),
   rateIn: document.getElementById('rate-in').textContent,
   rateOut: document.getElementById('rate-out').textContent,
+  live: [...document.querySelectorAll('#live tbody tr')].map(r => [...r.cells].map(c => c.textContent)),
+  liveRate: document.getElementById('live-rate').textContent,
+  liveState: document.getElementById('live-state').textContent,
   images: document.images.length,
   bold: document.querySelectorAll('tbody b').length,
 })"""
@@ -87,8 +90,10 @@ class StatusPageTests(AdminHTTPTestCase):
         """
         The page lists a paho client and its subscription, a client id and a
         filter that look like HTML as plain text, and once two samples of the
-        counters are in, a rate of the messages a publisher keeps sending;
-        the page logs no error and no Content-Security-Policy violation.
+        counters are in, a rate of the messages a publisher keeps sending.
+        Asked to watch a filter, it shows those messages as they come over
+        its event stream, and their rate. It logs no error and no
+        Content-Security-Policy violation.
         """
         await self.subscriber("status-watcher", "status/#", 1, V5)
         odd = await self.connected(HOSTILE_ID, V5)
@@ -129,6 +134,22 @@ class StatusPageTests(AdminHTTPTestCase):
         self.assertNotEqual(await chromium.evaluate("document.title"), "1")
         # About 50 messages a second are published and delivered.
         self.assertGreater(float(page["rateOut"]), 0)
+
+        # Live messages of a filter, over the page's server-sent events stream.
+        await chromium.evaluate(
+            "document.getElementById('live-filter').value = 'status/#';"
+            "document.getElementById('live-form').requestSubmit(); true"
+        )
+
+        def live(page: dict[str, Any]) -> bool:
+            try:
+                rate = float(page["liveRate"])
+            except ValueError:
+                return False
+            return ["status/rate", "0", "no", "tick"] in page["live"] and rate > 0
+
+        page = await self._wait_for(chromium, "live messages and their rate", live)
+        self.assertEqual(page["liveState"], "Watching status/#")
         problems = [
             line for line in chromium.logged()
             if "Content Security Policy" in line or line.startswith(("exception", "console.error"))

@@ -99,6 +99,88 @@
     }
   }
 
+  // Live messages: a server-sent events stream of one topic filter, as the
+  // admin (its ACLs apply). The table and the rate are redrawn once a
+  // second, not per message, so a busy filter does not swamp the page.
+  const LIVE_ROWS = 20;
+  const PREVIEW_CHARS = 200;
+  let stream = null;
+  let received = 0;
+  let latest = [];
+  let lastTick = null;
+
+  function liveState(text) {
+    document.getElementById('live-state').textContent = text;
+  }
+
+  function preview(message) {
+    const text = message.payload !== undefined ? message.payload : `(base64) ${message.payload_base64}`;
+    return text.length > PREVIEW_CHARS ? `${text.slice(0, PREVIEW_CHARS)}…` : text;
+  }
+
+  function stopLive(why) {
+    if (stream !== null) {
+      stream.close();
+      stream = null;
+    }
+    document.getElementById('live-start').disabled = false;
+    document.getElementById('live-stop').disabled = true;
+    liveState(why);
+  }
+
+  function startLive(filter) {
+    stopLive('');
+    received = 0;
+    latest = [];
+    lastTick = null;
+    const url = api(`/api/v1/subscribe?${new URLSearchParams({ filter })}`);
+    stream = new EventSource(url);
+    document.getElementById('live-start').disabled = true;
+    document.getElementById('live-stop').disabled = false;
+    liveState('Connecting…');
+    stream.addEventListener('open', () => liveState(`Watching ${filter}`));
+    stream.addEventListener('message', (event) => {
+      received += 1;
+      latest.push(JSON.parse(event.data));
+      if (latest.length > LIVE_ROWS) {
+        latest = latest.slice(-LIVE_ROWS);
+      }
+    });
+    // The broker ended the stream's client (shutdown, a kick...).
+    stream.addEventListener('close', (event) => {
+      const reason = JSON.parse(event.data).reason;
+      stopLive(`Stream ended by the broker: ${reason}`);
+    });
+    stream.addEventListener('error', () => {
+      if (stream !== null && stream.readyState === EventSource.CLOSED) {
+        stopLive('The stream was refused (is the filter valid and allowed?)');
+      } else if (stream !== null) {
+        liveState('Reconnecting…');
+      }
+    });
+  }
+
+  function liveTick() {
+    const now = performance.now();
+    if (stream !== null && lastTick !== null) {
+      show('live-rate', ((received - lastTick.received) / ((now - lastTick.time) / 1000)).toFixed(1));
+    } else if (stream === null) {
+      show('live-rate', null);
+    }
+    lastTick = { time: now, received };
+    show('live-count', received);
+    document.querySelector('#live tbody').replaceChildren(
+      ...latest.slice().reverse().map((m) => row([m.topic, m.qos, m.retain ? 'yes' : 'no', preview(m)])),
+    );
+  }
+
+  document.getElementById('live-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    startLive(document.getElementById('live-filter').value);
+  });
+  document.getElementById('live-stop').addEventListener('click', () => stopLive('Stopped'));
+  window.setInterval(liveTick, 1000);
+
   show('interval', INTERVAL_MS / 1000);
   refresh();
 })();
