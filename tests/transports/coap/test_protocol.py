@@ -6,6 +6,7 @@ datagrams under a L{Clock}, a real broker behind it.
 from __future__ import annotations
 
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import capturedLogs
@@ -16,6 +17,8 @@ from mqttx.transports.coap.codec import BlockValue, Code, Message, MessageType, 
 from mqttx.transports.coap.listener import UDPListenerService
 from mqttx.transports.coap.messages import EXCHANGE_LIFETIME
 from mqttx.transports.coap.observe import SEQUENCE_MODULO
+from mqttx.transports.coap.protocol import PIGGYBACK_DELAY
+from mqttx.transports.coap.resources import Response
 from tests.transports.coap.helpers import CoAPTestCase
 
 CON, NON, ACK, RST = MessageType.CON, MessageType.NON, MessageType.ACK, MessageType.RST
@@ -43,6 +46,25 @@ class PublishTests(CoAPTestCase):
         self.send(request)
         self.assertEqual(self.answer(), first)
         self.assertEqual(len(sub.publishes()), 1)
+
+    def test_slow_answer_is_separate(self) -> None:
+        """
+        An answer not ready within PIGGYBACK_DELAY: the CON is acknowledged
+        (empty ACK, repeated for a duplicate), then the response comes as a
+        CON of its own with the request's token (RFC 7252 5.2.2).
+        """
+        pending: Deferred[Response] = Deferred()
+        self.patch(self.protocol._pubsub, "handle", lambda request, source: pending)
+        request = self.request(POST, "/ps/a", token=b"sl")
+        self.assertEqual(self.sent(), [])
+        self.clock.advance(PIGGYBACK_DELAY)
+        ack = self.answer()
+        self.assertEqual((ack.type, ack.code, ack.message_id), (ACK, Code.EMPTY, request.message_id))
+        self.send(request)
+        self.assertEqual(self.answer(), ack)
+        pending.callback(Response(Code.CHANGED))
+        response = self.answer()
+        self.assertEqual((response.type, response.code, response.token), (CON, Code.CHANGED, b"sl"))
 
     def test_non_request_gets_non_response(self) -> None:
         """A NON POST is answered with a NON 2.04 carrying its token."""
@@ -225,6 +247,16 @@ class ObserveTests(CoAPTestCase):
         """Stopping ends each observation with a 5.03 notification without Observe (RFC 7641 3.2)."""
         self.observe()
         self.protocol.stop()
+        [final] = self.sent()
+        self.assertEqual((final.code, final.token, final.observe), (Code.SERVICE_UNAVAILABLE, b"ob", None))
+        self.assertEqual(self.protocol.observations, {})
+
+    def test_broker_ending_client_sends_final_503(self) -> None:
+        """When the broker ends the observation's client (a takeover), the observer gets a final 5.03."""
+        self.observe()
+        [observation] = self.protocol.observations.values()
+        assert observation.client is not None
+        self.connect_client(observation.client.client_id, 5)
         [final] = self.sent()
         self.assertEqual((final.code, final.token, final.observe), (Code.SERVICE_UNAVAILABLE, b"ob", None))
         self.assertEqual(self.protocol.observations, {})
