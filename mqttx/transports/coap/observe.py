@@ -49,7 +49,7 @@ SEQUENCE_MODULO = 1 << 24
 #: Messages kept for an observer while its confirmable notification is
 #: unacknowledged; beyond that the oldest are dropped (the broker, which sees
 #: the observer paused, keeps QoS 1/2 messages queued for it).
-QUEUE_LIMIT = 16
+QUEUE_LIMIT = 256
 
 
 @dataclass(frozen=True, slots=True)

@@ -154,8 +154,8 @@ class CoAPDatagramProtocol(DatagramProtocol):
         self._timer_at: float | None = None
         self.observations: dict[_ObservationKey, Observation] = {}
         self._observers: Counter[str] = Counter()
-        #: Outgoing notifications by (address, message ID).
-        self._notified: OrderedDict[tuple[Address, int], _ObservationKey] = OrderedDict()
+        #: The message ID of each observation's unacknowledged CON notification.
+        self._outstanding: dict[_ObservationKey, int] = {}
         self._uploads = Block1Assembler(config.max_payload, config.block_size, max_transfers=MAX_TRANSFERS)
         self._downloads: OrderedDict[_TransferKey, _Representation] = OrderedDict()
         self._logged: OrderedDict[str, None] = OrderedDict()
@@ -202,27 +202,31 @@ class CoAPDatagramProtocol(DatagramProtocol):
             elif isinstance(event, Transmit):
                 self._write(event.datagram, _address(event.remote))
             elif isinstance(event, Acknowledged):
-                key = self._notified.pop((_address(event.remote), event.message.message_id), None)
-                observation = self.observations.get(key) if key is not None else None
-                if observation is not None:
+                observation = event.context
+                if isinstance(observation, Observation) and self._current(observation):
+                    self._outstanding.pop(observation.key, None)  # type: ignore[call-overload]
                     observation.acknowledged()
             elif isinstance(event, (Reset, TimedOut)):
                 self._notification_failed(event)
             elif isinstance(event, Malformed):
-                self.log.info(
+                # At info once per address, so a flood does not flood the log.
+                self._log_once(
+                    _address(event.remote),
                     "malformed CoAP datagram from {peer}: {error}",
-                    peer=_peer(_address(event.remote)),
+                    "coap.malformed",
                     error=str(event.error),
-                    event_id="coap.malformed",
                 )
             elif isinstance(event, Duplicate):
                 self.log.debug("duplicate {message} from {peer}", message=str(event.message), peer=event.remote)
 
+    def _current(self, observation: Observation) -> bool:
+        return self.observations.get(observation.key) is observation  # type: ignore[call-overload]
+
     def _notification_failed(self, event: Reset | TimedOut) -> None:
-        key = self._notified.pop((_address(event.remote), event.message.message_id), None)
-        observation = self.observations.pop(key, None) if key is not None else None
-        if observation is None:
+        observation = event.context
+        if not isinstance(observation, Observation) or not self._current(observation):
             return
+        del self.observations[observation.key]  # type: ignore[arg-type]
         why = "reset" if isinstance(event, Reset) else "unacknowledged"
         self.log.info(
             "CoAP observation of {filter!r} by {peer} ended: notification {why}",
@@ -412,6 +416,9 @@ class CoAPDatagramProtocol(DatagramProtocol):
 
         def registered(result: tuple[Response, Observation | None]) -> None:
             response, observation = result
+            if observation is not None and self._refusing():
+                observation.close()
+                response = diagnostic(Code.SERVICE_UNAVAILABLE, "shutting down")
             if observation is None or observation.closed:
                 self._observers[address[0]] -= 1
                 self._respond(response, exchange, None)
@@ -434,6 +441,11 @@ class CoAPDatagramProtocol(DatagramProtocol):
             observation.close()
 
     def _forget(self, observation: Observation) -> None:
+        """Count the observation out, and stop retransmitting its notification."""
+        key: _ObservationKey = observation.key  # type: ignore[assignment]
+        mid = self._outstanding.pop(key, None)
+        if mid is not None:
+            self._layer.cancel((key[0], key[1]), mid)
         host = observation.source.host
         self._observers[host] -= 1
         if self._observers[host] <= 0:
@@ -478,10 +490,9 @@ class CoAPDatagramProtocol(DatagramProtocol):
             payload = block.payload
         mid = self._layer.new_message_id(address)
         message = Message(mtype, response.code, mid, key[2], tuple(options), payload)
-        self._notified[(address, mid)] = key
-        while len(self._notified) > 4 * MAX_TRANSFERS:
-            self._notified.popitem(last=False)
-        self._write(self._layer.send(address, message, self._clock.seconds()), address)
+        if notification.confirmable:
+            self._outstanding[key] = mid
+        self._write(self._layer.send(address, message, self._clock.seconds(), context=observation), address)
         self._schedule()
 
     # --- block-wise ------------------------------------------------------------------
@@ -519,15 +530,16 @@ class CoAPDatagramProtocol(DatagramProtocol):
 
     # --- logs ------------------------------------------------------------------------
 
-    def _log_once(self, address: Address, text: str, event_id: str) -> None:
-        """Log C{text} the first time C{address}'s host earns it."""
+    def _log_once(self, address: Address, text: str, event_id: str, **fields: object) -> None:
+        """Log C{text} at info the first time C{address}'s host earns it, then at debug."""
         host = f"{event_id}:{address[0]}"
         if host in self._logged:
+            self.log.debug(text, peer=_peer(address), listener=self.listener, event_id=event_id, **fields)
             return
         self._logged[host] = None
         if len(self._logged) > MAX_LOGGED_SOURCES:
             self._logged.popitem(last=False)
-        self.log.info(text, peer=_peer(address), listener=self.listener, event_id=event_id)
+        self.log.info(text, peer=_peer(address), listener=self.listener, event_id=event_id, **fields)
 
 
 def _address(remote: Remote) -> Address:

@@ -9,7 +9,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import DatagramProtocol
-from twisted.logger import capturedLogs
+from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from mqttx.mqtt.packets import Publish
@@ -219,6 +219,17 @@ class ObserveTests(CoAPTestCase):
         self.connect_client("pub", 5).publish_acked("a/b", b"late")
         self.assertEqual(self.sent(), [])
 
+    def test_cancel_stops_retransmission(self) -> None:
+        """Cancelling an observation stops retransmitting its unacknowledged CON notification."""
+        self.build_coap(confirmable_every=1)
+        self.observe()
+        self.connect_client("pub", 5).publish_acked("a/b", b"1")
+        [note] = self.sent()
+        self.request(GET, "/ps/a/b", observe=1, token=b"ob")
+        self.sent()
+        self.clock.advance(100)
+        self.assertEqual(self.sent(), [])
+
     def test_wildcard_filter(self) -> None:
         """A `+` path segment is an MQTT wildcard; notifications carry the topic as Location-Path."""
         self.observe("/ps/a/+")
@@ -284,13 +295,14 @@ class ObserveTests(CoAPTestCase):
 
 class AccessTests(CoAPTestCase):
     def test_no_rule_forbidden_logged_once(self) -> None:
-        """A source no rule admits gets 4.03, logged once per address."""
+        """A source no rule admits gets 4.03, logged at info once per address (then at debug)."""
         stranger = ("192.0.2.1", 5683)
         with capturedLogs() as events:
             for _ in range(2):
                 self.request(POST, "/ps/a", source=stranger)
                 self.assertEqual(self.answer(stranger).code, Code.FORBIDDEN)
-        self.assertEqual([e.get("event_id") for e in events].count("coap.denied"), 1)
+        denied = [e["log_level"] for e in events if e.get("event_id") == "coap.denied"]
+        self.assertEqual(denied, [LogLevel.info, LogLevel.debug])
 
     def test_rule_username_and_subscribe_flag(self) -> None:
         """A rule's user publishes (the broker sees its user name); its subscribe: false refuses GET."""
