@@ -84,6 +84,8 @@ PIGGYBACK_DELAY = 0.5
 TRANSFER_LIFETIME = EXCHANGE_LIFETIME
 #: Block-wise transfers kept at once, over all sources.
 MAX_TRANSFERS = 1024
+#: Bytes of Block2 representations kept at once, over all sources.
+MAX_KEPT_BYTES = 16 * 1024 * 1024
 #: Addresses whose refusal was logged, remembered so it is logged once.
 MAX_LOGGED_SOURCES = 4096
 
@@ -158,6 +160,7 @@ class CoAPDatagramProtocol(DatagramProtocol):
         self._outstanding: dict[_ObservationKey, int] = {}
         self._uploads = Block1Assembler(config.max_payload, config.block_size, max_transfers=MAX_TRANSFERS)
         self._downloads: OrderedDict[_TransferKey, _Representation] = OrderedDict()
+        self._kept_bytes = 0
         self._logged: OrderedDict[str, None] = OrderedDict()
 
     # --- Twisted ----------------------------------------------------------------------
@@ -523,10 +526,16 @@ class CoAPDatagramProtocol(DatagramProtocol):
 
     def _keep(self, address: Address, path: tuple[str, ...], response: Response, etag: bytes) -> None:
         key = (address[0], address[1], path)
-        self._downloads.pop(key, None)
+        old = self._downloads.pop(key, None)
+        if old is not None:
+            self._kept_bytes -= len(old.response.payload)
         self._downloads[key] = _Representation(response, etag, self._clock.seconds() + TRANSFER_LIFETIME)
-        while len(self._downloads) > MAX_TRANSFERS:
-            self._downloads.popitem(last=False)
+        self._kept_bytes += len(response.payload)
+        # The oldest go first; a client asking for one of their blocks later
+        # gets the current representation, with another ETag.
+        while len(self._downloads) > MAX_TRANSFERS or self._kept_bytes > MAX_KEPT_BYTES:
+            _, dropped = self._downloads.popitem(last=False)
+            self._kept_bytes -= len(dropped.response.payload)
 
     # --- logs ------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from mqttx.mqtt.packets import Publish
+from mqttx.transports.coap import protocol
 from mqttx.transports.coap.codec import BlockValue, Code, Message, MessageType, Option, OptionNumber
 from mqttx.transports.coap.listener import UDPListenerService
 from mqttx.transports.coap.messages import EXCHANGE_LIFETIME
@@ -141,6 +142,17 @@ class GetTests(CoAPTestCase):
                 break
             num += 1
         self.assertEqual(got, body)
+
+
+    def test_kept_representations_bounded(self) -> None:
+        """Block2 representations kept for later blocks are capped in bytes, the oldest dropped."""
+        self.patch(protocol, "MAX_KEPT_BYTES", 5000)
+        pub = self.connect_client("pub", 5)
+        for topic in ("one", "two"):
+            pub.publish_acked(topic, b"x" * 3000, retain=True)
+            self.request(GET, f"/ps/{topic}")
+        self.assertEqual([k[2] for k in self.protocol._downloads], [("ps", "two")])
+        self.assertEqual(self.protocol._kept_bytes, 3000)
 
 
 class ObserveTests(CoAPTestCase):
