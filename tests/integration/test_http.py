@@ -14,13 +14,14 @@ from typing import Any, ClassVar
 
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.endpoints import serverFromString
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, serverFromString
 from twisted.internet.interfaces import IListeningPort
+from twisted.internet.protocol import Protocol
 from twisted.web.client import Agent, FileBodyProducer, readBody
 from twisted.web.http_headers import Headers
 from twisted.web.iweb import IResponse
 
-from mqttx.broker.bridge import Bridge
+from mqttx.broker.bridge import Bridge, Origin
 from mqttx.config import HTTPConfig, ListenerConfig
 from mqttx.transports.http import HTTPContext, HTTPSite, build_site
 from tests.transports.http_helpers import FakeAuthenticator, FakeAuthorizer, basic
@@ -249,6 +250,59 @@ class CurlSubscribeTests(HTTPBridgeTestCase):
         self.assertEqual(ids, [2, 3])
         payloads = [json.loads(line[6:])["payload"] for line in second.out.splitlines() if line.startswith("data: ")]
         self.assertEqual(payloads, ["two", "three"])
+
+
+class _SlowReader(Protocol):
+    """An SSE reader over a real socket that stops reading when told."""
+
+    def __init__(self, request: bytes) -> None:
+        self.request = request
+        self.received = b""
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.write(self.request)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+
+class SlowReaderTests(HTTPBridgeTestCase):
+    """A reader that does not read is a slow consumer, over real TCP."""
+
+    broker_config: ClassVar[dict[str, Any]] = {"max_packet_size": 100_000, "flow_control_timeout": 0.2}
+
+    async def test_stalled_reader(self) -> None:
+        """
+        Once the socket's buffers are full the stream's client is paused and
+        QoS 0 messages to it are dropped and counted, publishers are let go
+        after the flow control timeout, and the stream goes on when the
+        reader reads again.
+        """
+        request = b"GET /api/v1/subscribe?filter=big HTTP/1.1\r\nHost: x\r\n\r\n"
+        reader = _SlowReader(request)
+        endpoint = TCP4ClientEndpoint(_reactor, HOST, self.http_port)
+        await connectProtocol(endpoint, reader)
+        self.addCleanup(lambda: reader.transport.abortConnection())  # type: ignore[union-attr]
+        await self.wait_until(lambda: b"retry:" in reader.received, "the stream started")
+        assert reader.transport is not None
+        reader.transport.pauseProducing()  # type: ignore[attr-defined]
+        (session,) = self.broker.sessions.values()
+        link = session.link
+        assert link is not None
+        origin = Origin("http", "test", "", None, None)
+        payload = b"x" * 60_000
+        published = 0
+        # About 36 MB at most: more than loopback's socket buffers hold.
+        while not (link.paused and self.broker.counters.dropped_qos0) and published < 600:
+            await self.bridge.publish_once(origin, "big", payload)
+            published += 1
+        self.assertTrue(link.paused, "the stream's client paused")
+        self.assertGreater(self.broker.counters.dropped_qos0, 0)
+        reader.transport.resumeProducing()  # type: ignore[attr-defined]
+        await self.wait_until(lambda: not link.paused, "the stream's client resumed")
+        await self.bridge.publish_once(origin, "big", b"after")
+        await self.wait_until(lambda: b'"payload":"after"' in reader.received, "the stream goes on")
 
 
 class AgentTests(HTTPBridgeTestCase):
