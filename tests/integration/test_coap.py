@@ -142,6 +142,23 @@ class CoAPBridgeTests(IntegrationTestCase):
         await pub.publish("room/a", b"gone", qos=1)
         await self.wait_until(lambda: not self.coap.observations, "observation dropped")
 
+    async def test_observe_large_messages(self) -> None:
+        """
+        A retained message and a notification over the block size reach an
+        aiocoap observer whole: it fetches the later blocks (Block2) itself.
+        """
+        retained, published = b"r" * 3000, bytes(range(256)) * 12
+        pub = await self.connected("pub")
+        await pub.publish("big/obs", retained, qos=1, retain=True)
+        observer = spawn(self, sys.executable, [OBSERVER, f"{self.base}/ps/big/obs", "1", "0"])
+        await observer.wait_for_output(b'"kind": "response"')
+        await pub.publish("big/obs", published, qos=1)
+        out, err, code = await observer.finish()
+        self.assertEqual(code, 0, err)
+        response, note = (json.loads(line) for line in out.splitlines()[:2])
+        self.assertEqual(bytes.fromhex(response["payload"]), retained)
+        self.assertEqual(bytes.fromhex(note["payload"]), published)
+
     async def test_block1_post_5k(self) -> None:
         """A 5 KB POST goes in Block1 blocks; paho sees the whole payload once."""
         sub = await self.subscriber("sub", "big/in", 0)
