@@ -66,6 +66,14 @@ class RawFormTests(PublishTestCase):
         (message,) = self.published(sub)
         self.assertEqual((message.payload, message.retain), (b"kept", True))
 
+    def test_empty_retained_body_clears(self) -> None:
+        """An empty body with retain=true removes the topic's retained message [MQTT-3.3.1-10]."""
+        self.request("POST", "/api/v1/publish?topic=r&retain=true", b"kept")
+        self.assertIsNotNone(self.broker.retained.get("r"))
+        response = self.request("POST", "/api/v1/publish?topic=r&retain=true", b"")
+        self.assertEqual(response.status, 200)
+        self.assertIsNone(self.broker.retained.get("r"))
+
     def test_properties_from_headers(self) -> None:
         """Content-Type and the X-MQTT-* headers become the message's MQTT 5 properties."""
         sub = self.subscriber()
