@@ -18,10 +18,12 @@ from mqttx.auth.passwords import PasswordFileAuthenticator, format_line, hash_pa
 from mqttx.broker.bridge import Bridge, BridgeClient, BridgeError, Delivery, Origin, new_client_id
 from mqttx.broker.broker import Broker
 from mqttx.broker.session import SLOW_CONSUMER_BYTES
+from mqttx.interfaces import IStore
 from mqttx.mqtt.packets import Disconnect, Packet
 from mqttx.mqtt.properties import Properties
 from mqttx.mqtt.reason_codes import ReasonCode
 from tests.auth.test_passwords import RecordingRunner
+from tests.broker.test_broker import _SlowStore
 from tests.helpers import BrokerTestCase
 
 T = TypeVar("T")
@@ -523,3 +525,45 @@ class KickTests(BridgeTestCase):
         self.assertFalse(client.ended)
         client.link.close(ReasonCode.ADMINISTRATIVE_ACTION)
         self.assertEqual(self.successResultOf(client.closed), ReasonCode.ADMINISTRATIVE_ACTION)
+
+
+class DurableTests(BridgeTestCase):
+    """A QoS 1/2 publish fires only once the store writes it caused are done."""
+
+    def make_store(self) -> IStore:
+        self.slow = _SlowStore()
+        return self.slow
+
+    def _offline_subscriber(self) -> None:
+        sub = self.connect_client("sub", 5, clean_start=False, properties=Properties(session_expiry_interval=60))
+        sub.subscribe("t", qos=1)
+        sub.disconnect()
+
+    def test_waits_for_store(self) -> None:
+        """
+        A message queued for an offline persistent session is acknowledged
+        (and its Deferred fired) after the store write, in order
+        [MQTT-4.6.0-2].
+        """
+        self._offline_subscriber()
+        client = self.client()
+        first = client.publish("t", b"1", 1)
+        second = client.publish("t", b"2", 2)
+        self.assertNoResult(first)
+        self.assertNoResult(second)
+        one, two = self.slow.pending
+        two.callback(None)
+        self.assertNoResult(second)
+        one.callback(None)
+        self.successResultOf(first)
+        self.successResultOf(second)
+
+    def test_store_failure(self) -> None:
+        """If the store write fails, the publish fails and the client is ended (0x80)."""
+        self._offline_subscriber()
+        self.slow.fail_next = True
+        client = self.client()
+        error = self.refusal(client.publish("t", b"1", 1))
+        self.assertEqual(error.reason_code, ReasonCode.UNSPECIFIED_ERROR)
+        self.assertEqual(self.successResultOf(client.closed), ReasonCode.UNSPECIFIED_ERROR)
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)
