@@ -5,17 +5,12 @@ datagrams under a L{Clock}, a real broker behind it.
 
 from __future__ import annotations
 
-from twisted.internet import reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.error import CannotListenError
-from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import LogLevel, capturedLogs
-from twisted.trial.unittest import SynchronousTestCase
 
 from mqttx.mqtt.packets import Publish
 from mqttx.transports.coap import protocol
 from mqttx.transports.coap.codec import BlockValue, Code, Message, MessageType, Option, OptionNumber
-from mqttx.transports.coap.listener import UDPListenerService
 from mqttx.transports.coap.messages import EXCHANGE_LIFETIME
 from mqttx.transports.coap.observe import SEQUENCE_MODULO
 from mqttx.transports.coap.protocol import PIGGYBACK_DELAY
@@ -366,16 +361,3 @@ class MalformedTests(CoAPTestCase):
         self.clock.advance(EXCHANGE_LIFETIME + 1)
         self.send(request)
         self.assertEqual(len([p for p in sub.received() if isinstance(p, Publish)]), 2)
-
-
-class ListenerServiceTests(SynchronousTestCase):
-    def test_bind_failure_fails_listening(self) -> None:
-        """A port in use: listening fails with CannotListenError."""
-        taken = reactor.listenUDP(0, DatagramProtocol(), interface="127.0.0.1")  # type: ignore[attr-defined]
-        self.addCleanup(taken.stopListening)
-        port = taken.getHost().port
-        service = UDPListenerService(reactor, port, "127.0.0.1", None)  # type: ignore[arg-type]
-        service.startService()
-        self.failureResultOf(service.listening, CannotListenError)
-
-
