@@ -154,7 +154,7 @@ class ClientsTests(AdminTestCase):
 
     def test_bad_paging_is_400(self) -> None:
         for query in ("limit=0", "limit=-1", "limit=abc", f"limit={MAX_LIMIT + 1}", "limit=1.5", "cursor=x",
-                      "cursor=-1", "limit=1&limit=2"):
+                      "cursor=-1", "limit=1&limit=2", "limit=%C2%B2", "cursor=%C2%B2", "limit=%FF"):
             response = self.admin("GET", f"/api/v1/clients?{query}")
             self.assertEqual(response.status, 400, query)
 

@@ -215,6 +215,11 @@ def _argument(request: Request, name: bytes) -> str | None:
         raise HTTPError(400, f"{name.decode()} is not UTF-8") from None
 
 
+def _is_number(text: str) -> bool:
+    """Whether C{text} is a whole number in ASCII digits (not C{"²"}, which C{isdigit} takes)."""
+    return text.isascii() and text.isdigit()
+
+
 def _page_arguments(request: Request) -> tuple[int, int]:
     """
     C{limit} (1 to L{MAX_LIMIT}, default L{DEFAULT_LIMIT}) and where to
@@ -223,13 +228,13 @@ def _page_arguments(request: Request) -> tuple[int, int]:
     text = _argument(request, b"limit")
     limit = DEFAULT_LIMIT
     if text is not None:
-        if not text.isdigit() or not 1 <= int(text) <= MAX_LIMIT:
+        if not _is_number(text) or not 1 <= int(text) <= MAX_LIMIT:
             raise HTTPError(400, f"limit must be a whole number from 1 to {MAX_LIMIT}")
         limit = int(text)
     cursor = _argument(request, b"cursor")
     if cursor is None:
         return limit, 0
-    if not cursor.isdigit() or len(cursor) > 18:
+    if not _is_number(cursor) or len(cursor) > 18:
         raise HTTPError(400, "cursor must be a next_cursor from an earlier answer")
     return limit, int(cursor)
 
