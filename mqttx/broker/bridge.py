@@ -17,6 +17,9 @@ then acknowledged by the link itself.
     codes = await client.subscribe([("a/#", 1)], deliver)
 
 Every refusal is a L{BridgeError} with the MQTT 5 reason code that says why.
+Nothing ends a bridge client for being slow (the broker drops its QoS 0
+messages over the allowance and stops holding publishers for it), and it
+has no keep-alive; L{BridgeClient.closed} says when the broker ended it.
 """
 
 from __future__ import annotations
@@ -550,9 +553,12 @@ class BridgeClient:
         deliveries are acknowledged once it returns.
 
         @return: fires with the granted QoS or refusal code per filter
-            (SUBACK: 0x87 not authorized, 0x8F invalid, 0x97 quota, ...),
-            before any message is delivered. Fails with L{BridgeError}
-            0x8F for a malformed filter.
+            (SUBACK: 0x87 not authorized, 0x8F invalid, 0x97 quota, ...).
+            It is fired before any message is delivered, but retained
+            messages and what a resumed session kept are delivered within
+            this call, so before callbacks added to it afterwards (an
+            C{await}) run. Fails with L{BridgeError} 0x8F for a malformed
+            filter.
         """
         link = self.link
         if link.ended:
