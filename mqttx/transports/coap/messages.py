@@ -247,26 +247,26 @@ class MessageLayer:
 
     def receive_message(self, remote: Remote, message: Message, now: float) -> list[Event]:
         """L{receive} for a message the caller decoded itself."""
-        if message.type is ACK or message.type is RST:
+        if message.type == ACK or message.type == RST:
             return self._receive_answer(remote, message)
         if message.is_empty:
-            if message.type is CON:
+            if message.type == CON:
                 # A "CoAP ping" (section 4.3): answered with RST, nothing to remember.
                 return [Transmit(remote, encode(Message(RST, Code.EMPTY, message.message_id)))]
             return [Ignored(remote, message, "empty NON")]
         seen = self._lookup(remote, message.message_id, now)
         if seen is not None:
             events: list[Event] = [Duplicate(remote, message)]
-            if message.type is CON and seen.answer is not None:
+            if message.type == CON and seen.answer is not None:
                 events.append(Transmit(remote, seen.answer))
             return events
-        lifetime = EXCHANGE_LIFETIME if message.type is CON else NON_LIFETIME
+        lifetime = EXCHANGE_LIFETIME if message.type == CON else NON_LIFETIME
         self._remember(remote, message.message_id, _Seen(now + lifetime))
         return [Received(remote, message)]
 
     def _receive_answer(self, remote: Remote, message: Message) -> list[Event]:
         key = (remote, message.message_id)
-        if message.type is RST:
+        if message.type == RST:
             if not message.is_empty:
                 return [Ignored(remote, message, "RST that is not empty")]
             pending = self._pending.pop(key, None)
@@ -335,12 +335,12 @@ class MessageLayer:
         """
         opts = tuple(options)
         seen = self._lookup(remote, request.message_id, now)
-        if request.type is CON and not (seen is not None and seen.acked):
+        if request.type == CON and not (seen is not None and seen.acked):
             answer = Message(ACK, code, request.message_id, request.token, opts, payload)
             datagram = encode(answer)
             self._record_answer(remote, request, seen, datagram, now)
             return datagram
-        mtype = CON if request.type is CON else NON
+        mtype = CON if request.type == CON else NON
         message = Message(mtype, code, self.new_message_id(remote), request.token, opts, payload)
         return self.send(remote, message, now, context=context)
 
@@ -362,7 +362,7 @@ class MessageLayer:
         remembered for its duplicates; C{None} for a NON, which is simply
         ignored.
         """
-        if message.type is not CON:
+        if message.type != CON:
             return None
         datagram = encode(Message(RST, Code.EMPTY, message.message_id))
         self._record_answer(
@@ -430,7 +430,7 @@ class MessageLayer:
         """
         datagram = encode(message)
         key = (remote, message.message_id)
-        if message.type is CON:
+        if message.type == CON:
             if key in self._pending:
                 raise ValueError(f"message ID {message.message_id} is outstanding")
             old = self._pending.pop((remote, inherit), None) if inherit is not None else None
@@ -445,7 +445,7 @@ class MessageLayer:
                 pending = _Pending(remote, message, datagram, timeout, 0, now + timeout, context)
             self._pending[key] = pending
             self._schedule(pending.deadline, key)
-        elif message.type is NON:
+        elif message.type == NON:
             self._non_sent.pop(key, None)
             self._non_sent[key] = (now + NON_LIFETIME, message, context)
             self._expire_non(now)
