@@ -7,7 +7,8 @@ retained messages, metrics and slow-consumer handling apply as for an MQTT
 subscriber). Messages it receives become notifications: a 2.05 with an
 Observe sequence number that increases by one per notification, modulo
 2**24 (section 4.4), confirmable at least every C{confirmable_every}
-notifications (section 4.5) so that a gone observer is found out.
+notifications and at least once a day (section 4.5) so that a gone
+observer is found out.
 
 Back-pressure: while a confirmable notification is unacknowledged, no
 other notification is sent to the observer (RFC 7252 section 4.7, NSTART
@@ -25,6 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from mqttx.broker.bridge import BridgeClient, BridgeError, Delivery
@@ -46,6 +48,9 @@ __all__ = ["Notification", "Observation", "observe"]
 
 #: Sequence numbers are 24 bits (RFC 7641 section 4.4).
 SEQUENCE_MODULO = 1 << 24
+#: Seconds after which a notification is confirmable whatever the count
+#: (RFC 7641 section 4.5: at least every 24 hours).
+CONFIRMABLE_INTERVAL = 86400.0
 #: Messages kept for an observer while its confirmable notification is
 #: unacknowledged; beyond that the oldest are dropped (the broker, which sees
 #: the observer paused, keeps QoS 1/2 messages queued for it).
@@ -89,6 +94,7 @@ class Observation:
         on_end: Callable[[Observation], None],
         *,
         confirmable_every: int,
+        clock: IReactorTime,
     ) -> None:
         """
         @param send: sends a notification to the observer; the protocol
@@ -108,6 +114,8 @@ class Observation:
         self._on_end = on_end
         self._every = confirmable_every
         self._since_confirmable = 0
+        self._clock = clock
+        self._confirmed_at = clock.seconds()
         self._wildcard = "+" in topic_filter or "#" in topic_filter
         self._queue: deque[Delivery] = deque()
         self._started = False
@@ -173,9 +181,11 @@ class Observation:
             # A retained message being cleared is not a state to show.
             return
         self._since_confirmable += 1
-        confirmable = self._since_confirmable >= self._every
+        now = self._clock.seconds()
+        confirmable = self._since_confirmable >= self._every or now - self._confirmed_at >= CONFIRMABLE_INTERVAL
         if confirmable:
             self._since_confirmable = 0
+            self._confirmed_at = now
             self.unacknowledged = True
             if self.client is not None:
                 self.client.pause()
@@ -193,6 +203,7 @@ def observe(
     on_end: Callable[[Observation], None],
     *,
     confirmable_every: int,
+    clock: IReactorTime,
 ) -> Deferred[tuple[Response, Observation | None]]:
     """
     Register an observation (GET with Observe=0).
@@ -212,7 +223,7 @@ def observe(
         caller has sent the response: call L{Observation.start}); never fails.
     """
     return Deferred.fromCoroutine(
-        _observe(pubsub, request, source, key, client_id, send, on_end, confirmable_every)
+        _observe(pubsub, request, source, key, client_id, send, on_end, confirmable_every, clock)
     )
 
 
@@ -225,6 +236,7 @@ async def _observe(
     send: Callable[[Observation, Notification], None],
     on_end: Callable[[Observation], None],
     confirmable_every: int,
+    clock: IReactorTime,
 ) -> tuple[Response, Observation | None]:
     if not source.rule.subscribe:
         return diagnostic(Code.FORBIDDEN, "this source may not subscribe"), None
@@ -234,7 +246,9 @@ async def _observe(
             raise BadRequest("GET takes no query")
     except BadRequest as e:
         return diagnostic(Code.BAD_REQUEST, str(e)), None
-    observation = Observation(key, topic_filter, source, send, on_end, confirmable_every=confirmable_every)
+    observation = Observation(
+        key, topic_filter, source, send, on_end, confirmable_every=confirmable_every, clock=clock
+    )
     try:
         client = await pubsub.bridge.connect(pubsub.origin(source, client_id))
     except BridgeError as e:

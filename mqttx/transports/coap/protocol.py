@@ -412,6 +412,7 @@ class CoAPDatagramProtocol(DatagramProtocol):
             self._notify,
             self._observation_ended,
             confirmable_every=self.config.confirmable_every,
+            clock=self._clock,
         )
         exchange = _Exchange(address, message)
         if message.type is MessageType.CON:

@@ -14,7 +14,13 @@ from mqttx.broker.broker import Broker
 from mqttx.config import CoAPRule
 from mqttx.mqtt.properties import Properties
 from mqttx.transports.coap.codec import Code
-from mqttx.transports.coap.observe import QUEUE_LIMIT, Notification, Observation, observe
+from mqttx.transports.coap.observe import (
+    CONFIRMABLE_INTERVAL,
+    QUEUE_LIMIT,
+    Notification,
+    Observation,
+    observe,
+)
 from mqttx.transports.coap.resources import (
     DELETE,
     GET,
@@ -165,6 +171,7 @@ class ObservationTests(BrokerTestCase):
         d = observe(
             self.pubsub, request, ANYONE, "key", "coap-test", lambda o, n: self.sent.append(n), self.ended.append,
             confirmable_every=every,
+            clock=self.clock,
         )
         response, observation = self.successResultOf(d)
         assert observation is not None
@@ -193,6 +200,15 @@ class ObservationTests(BrokerTestCase):
         self.assertEqual([n.response.payload for n in self.sent], [b"1"])
         observation.acknowledged()
         self.assertEqual([n.response.payload for n in self.sent], [b"1", b"2"])
+
+    def test_confirmable_once_a_day(self) -> None:
+        """A notification a day after the last confirmable one is confirmable (RFC 7641 4.5)."""
+        self.start(every=100)
+        pub = self.connect_client("pub", 5)
+        pub.publish_acked("a", b"1")
+        self.clock.advance(CONFIRMABLE_INTERVAL)
+        pub.publish_acked("a", b"2")
+        self.assertEqual([n.confirmable for n in self.sent], [False, True])
 
     def test_queue_bounded(self) -> None:
         """Messages waiting for an ACK are capped; the oldest are dropped and counted."""
