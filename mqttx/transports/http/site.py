@@ -20,7 +20,9 @@ resource tree and what every request gets.
     L{MAX_HEADERS} lines (else 400 and the connection closes); a body of at
     most C{mqtt.max_packet_size} bytes, refused with 413 from its
     C{Content-Length} before it is read, or as soon as a chunked body goes
-    over (the connection closes: the rest is not read); and an idle
+    over (the connection closes: the rest is not read) — twisted.web reads
+    a whole body before the resource sees it, in memory under 100 kB and
+    in a temporary file above, so this cap is what bounds it; and an idle
     timeout of L{IDLE_TIMEOUT} seconds between requests or while a request
     is being received (not while a response is being produced, so a
     server-sent-events stream is not cut).
