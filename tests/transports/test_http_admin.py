@@ -12,7 +12,9 @@ from urllib.parse import quote
 
 from twisted.logger import capturedLogs
 
+from mqttx.auth.anonymous import NoUserDatabase
 from mqttx.broker.admin import MAX_LIMIT
+from mqttx.broker.broker import Broker
 from mqttx.broker.message import Message
 from mqttx.config import HTTPConfig
 from mqttx.mqtt.properties import Properties
@@ -88,6 +90,31 @@ class AuthenticationTests(AdminTestCase):
         self.assertEqual(response.header("x-content-type-options"), "nosniff")
         self.assertEqual(response.header("x-frame-options"), "DENY")
         self.assertEqual(response.header("content-type"), "application/json")
+
+
+class NoUserDatabaseTests(AdminTestCase):
+    """
+    Without a password file or HTTP hook, the broker lets in any user name
+    with any password: nobody can be known to be an admin.
+    """
+
+    def make_broker(self) -> Broker:
+        broker = super().make_broker()
+        broker.admission.authenticator = NoUserDatabase(True)
+        return broker
+
+    def test_every_request_is_refused(self) -> None:
+        """Even with an admin's name (any password would do): 403, and the reason is logged once at start."""
+        with capturedLogs() as events:
+            self._build()
+        [warning] = [e for e in events if e.get("event_id") == "admin.unverified"]
+        self.assertEqual(warning["listener"], "http")
+        victim = self.connect_client("victim", 5)
+        for method, path in [("GET", "/api/v1/clients"), ("DELETE", "/api/v1/clients/victim"), ("GET", "/")]:
+            response = self.request(method, path, auth=("root", b"anything"))
+            self.assertEqual(response.status, 403, path)
+            self.assertIn("password_file", response.json()["error"])
+        self.assertFalse(victim.disconnecting)
 
 
 class MethodTests(AdminTestCase):

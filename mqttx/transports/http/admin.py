@@ -36,6 +36,7 @@ from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
+from mqttx.auth.anonymous import NoUserDatabase
 from mqttx.broker.admin import MAX_LIMIT, Admin, Page, to_json
 from mqttx.broker.bridge import BridgeError
 
@@ -57,8 +58,16 @@ __all__ = [
     "mount_admin",
 ]
 
+#: Why the admin API is closed when the broker has no user database.
+UNVERIFIED = (
+    "the admin API needs auth.password_file or auth.http: without a user database "
+    "no password is verified, so nobody can be known to be an admin"
+)
+
 #: The page size without C{limit} (at most L{MAX_LIMIT}).
 DEFAULT_LIMIT = 100
+
+_log = Logger()
 
 #: Headers every admin answer carries: nothing here is to be cached, sniffed
 #: as another type or framed.
@@ -97,13 +106,20 @@ class AdminGuard:
 
     @param authenticate: checks Basic credentials.
     @param admins: the user names that are admins (C{auth.admins}).
+    @param verified: whether the broker verifies passwords (a password file
+        or the HTTP authentication hook). Without a user database any user
+        name gets in with any password, so an admin's would prove nothing:
+        then every request is refused (403).
     """
 
     log = Logger()
 
-    def __init__(self, authenticate: Authenticate, admins: frozenset[str] | tuple[str, ...]) -> None:
+    def __init__(
+        self, authenticate: Authenticate, admins: frozenset[str] | tuple[str, ...], *, verified: bool = True
+    ) -> None:
         self._authenticate = authenticate
         self.admins = frozenset(admins)
+        self.verified = verified
 
     async def admin(self, request: Request) -> str:
         """
@@ -113,6 +129,8 @@ class AdminGuard:
             a user who is not an admin, 429 over the authentication failure
             limit, 503 while the broker stops.
         """
+        if not self.verified:
+            raise HTTPError(403, UNVERIFIED, 0x87)
         if request.getHeader(b"authorization") is None:
             raise HTTPError(401, "credentials required", 0x87)
         try:
@@ -395,13 +413,23 @@ def mount_admin(tree: SiteBuilder, authenticate: Authenticate | None = None) -> 
     @param tree: the tree L{build_site<mqttx.transports.http.site.build_site>}
         is building.
     @param authenticate: checks Basic credentials; by default against the
-        broker's users, as MQTT clients of this listener.
+        broker's users, as MQTT clients of this listener. Without a user
+        database (no password file nor HTTP hook), every request is refused
+        (see L{AdminGuard}), and that is logged once here if there are admins.
     """
     from .auth import basic_authenticator
     from .status_page import status_resources
 
     context = tree.context
-    guard = AdminGuard(authenticate or basic_authenticator(context), context.admins)
+    verified = not isinstance(context.broker.admission.authenticator, NoUserDatabase)
+    if context.admins and not verified:
+        _log.warn(
+            "listener {listener}: the admin API and status page refuse every request: {why}",
+            listener=context.listener.name,
+            why=UNVERIFIED,
+            event_id="admin.unverified",
+        )
+    guard = AdminGuard(authenticate or basic_authenticator(context), context.admins, verified=verified)
     for path, resource in admin_resources(guard, Admin(context.broker)).items():
         tree.mount(path, resource)
     http = context.listener.http
