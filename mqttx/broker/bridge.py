@@ -293,7 +293,7 @@ class Bridge:
             # Ended while the broker decided (shut down, taken over).
             self.broker.connection_lost(session, link)
             raise BridgeError(link.close_code or ReasonCode.UNSPECIFIED_ERROR, "client closed while connecting")
-        link.session = session
+        link.admitted(session)
         present = connack is not None and connack.session_present
         return BridgeClient(self, link, client_id, present)
 

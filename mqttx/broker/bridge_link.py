@@ -144,6 +144,7 @@ class BridgeLink:
         self._subacks: dict[int, Deferred[tuple[int, ...]]] = {}
         self._unsubacks: dict[int, Deferred[None]] = {}
         self._next_pid = 1
+        self._early_pubrels: list[int] = []
         self._window = broker.config.receive_maximum
         self._stats = broker.stats_for(listener)
         self._stats.connections_open += 1
@@ -188,6 +189,17 @@ class BridgeLink:
         """The broker ends this client (takeover, kick, shutdown, refusal, store failure)."""
         self.end(reason_code, reason_string)
         return succeed(None)
+
+    def admitted(self, session: Session) -> None:
+        """
+        The broker admitted this client to C{session}: complete the QoS 2
+        exchanges whose PUBREL it resent meanwhile (what it resent of
+        PUBLISH waits for the consumer).
+        """
+        self.session = session
+        early, self._early_pubrels = self._early_pubrels, []
+        for pid in early:
+            self.broker.pubcomp(session, PubComp(pid))
 
     # The consumer's side.
 
@@ -403,6 +415,9 @@ class BridgeLink:
     def _pubrel(self, packet: PubRel) -> None:
         if self.session is not None:
             self.broker.pubcomp(self.session, PubComp(packet.packet_id))
+        else:
+            # Resent at admission, before the session is handed over.
+            self._early_pubrels.append(packet.packet_id)
 
     def _suback(self, packet: SubAck) -> None:
         d = self._subacks.pop(packet.packet_id, None)

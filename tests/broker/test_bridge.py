@@ -19,7 +19,7 @@ from mqttx.broker.bridge import Bridge, BridgeClient, BridgeError, Delivery, Ori
 from mqttx.broker.broker import Broker
 from mqttx.broker.session import SLOW_CONSUMER_BYTES
 from mqttx.interfaces import IStore
-from mqttx.mqtt.packets import Disconnect, Packet
+from mqttx.mqtt.packets import Disconnect, Packet, PubRec, PubRel
 from mqttx.mqtt.properties import Properties
 from mqttx.mqtt.reason_codes import ReasonCode
 from tests.auth.test_passwords import RecordingRunner
@@ -382,6 +382,32 @@ class SessionTests(BridgeTestCase):
         self.successResultOf(again.subscribe([("t", 1)], got))
         self.assertEqual([d.payload for d in got.got], [b"while away"])
         session = again.link.session
+        assert session is not None
+        self.assertEqual(session.inflight, {})
+
+    def test_resumed_exchanges_completed(self) -> None:
+        """
+        A session resumed by a bridge client completes what its previous
+        connection left in flight: a QoS 1 message is delivered again (DUP)
+        and acknowledged, a released QoS 2 one gets its PUBCOMP
+        ([MQTT-4.4.0-1]).
+        """
+        props = Properties(session_expiry_interval=60)
+        mqtt = self.connect_client("keep", 5, clean_start=False, properties=props)
+        mqtt.subscribe("t", 2)
+        pub = self.connect_client("pub", 5)
+        pub.publish_acked("t", b"two", 2)
+        pub.publish_acked("t", b"one", 1)
+        two, one = mqtt.publishes()
+        assert two.packet_id is not None
+        mqtt.send(PubRec(two.packet_id))
+        self.assertIsInstance(mqtt.received()[0], PubRel)
+        mqtt.drop()
+        client = self.client(Origin("http", "p", "keep"), clean_start=False, session_expiry=60)
+        got = Collector()
+        self.successResultOf(client.subscribe([("t", 2)], got))
+        self.assertEqual([d.payload for d in got.got], [b"one"])
+        session = client.link.session
         assert session is not None
         self.assertEqual(session.inflight, {})
 
