@@ -18,6 +18,8 @@ A broker is given as C{[NAME=]TARGET}:
 Managed brokers (all but C{HOST:PORT}) are started afresh for every run on a
 free port in 18000-18999 on 127.0.0.1, pinned to one CPU with C{taskset}
 where it exists, and stopped with SIGTERM (SIGKILL after a grace period).
+A broker with more listeners (C{benchmarks.transports}) asks for extra
+ports by name: C{{port_NAME}} in its template gets another free port.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Literal
@@ -197,19 +199,27 @@ def parse_broker_configs(values: Sequence[str]) -> dict[str, Path]:
     return out
 
 
-def render_template(text: str, port: int, host: str = "127.0.0.1") -> str:
+def render_template(
+    text: str, port: int, host: str = "127.0.0.1", ports: Mapping[str, int] | None = None
+) -> str:
     """
-    Fill C{{port}} and C{{host}} into a configuration or command template.
+    Fill C{{port}} and C{{host}} into a configuration or command template,
+    and C{{port_NAME}} for each extra port in C{ports}.
 
-    Only these two placeholders are replaced, so YAML flow mappings and
-    other braces pass through untouched.
+    Only these placeholders are replaced, so YAML flow mappings and other
+    braces pass through untouched.
     """
+    for name, extra in (ports or {}).items():
+        text = text.replace(f"{{port_{name}}}", str(extra))
     return text.replace("{port}", str(port)).replace("{host}", host)
 
 
-def free_port(host: str = "127.0.0.1", rng: random.Random | None = None) -> int:
+def free_port(
+    host: str = "127.0.0.1", rng: random.Random | None = None, exclude: Collection[int] = ()
+) -> int:
     """
-    A TCP port in L{PORT_RANGE} that nothing listens on now.
+    A TCP port in L{PORT_RANGE} that nothing listens on now, and not one of
+    C{exclude} (ports already chosen for the same broker).
 
     @raise BrokerError: if none is free.
     """
@@ -217,6 +227,8 @@ def free_port(host: str = "127.0.0.1", rng: random.Random | None = None) -> int:
     ports = list(range(PORT_RANGE[0], PORT_RANGE[1] + 1))
     rng.shuffle(ports)
     for port in ports:
+        if port in exclude:
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind((host, port))
@@ -259,6 +271,7 @@ class RunningBroker:
     @ivar pid: the process to read CPU time and RSS from, if known.
     @ivar argv: the command that started it (empty if external).
     @ivar log: where its output goes (managed brokers).
+    @ivar ports: the extra ports asked for, by name.
     """
 
     spec: BrokerSpec
@@ -269,6 +282,7 @@ class RunningBroker:
     log: Path | None = None
     process: subprocess.Popen[bytes] | None = None
     _log_file: IO[bytes] | None = None
+    ports: dict[str, int] = field(default_factory=dict)
 
     def log_tail(self, lines: int = 15) -> str:
         """
@@ -307,7 +321,13 @@ class RunningBroker:
         return status
 
 
-def broker_argv(spec: BrokerSpec, port: int, config_path: Path | None, python: str) -> list[str]:
+def broker_argv(
+    spec: BrokerSpec,
+    port: int,
+    config_path: Path | None,
+    python: str,
+    ports: Mapping[str, int] | None = None,
+) -> list[str]:
     """
     The command that starts a managed broker (without CPU pinning).
 
@@ -315,12 +335,15 @@ def broker_argv(spec: BrokerSpec, port: int, config_path: Path | None, python: s
     @param port: its port.
     @param config_path: its rendered configuration file, if it has one.
     @param python: the interpreter for mqttx.
+    @param ports: its extra ports, by name.
     """
     if spec.kind == "mqttx":
         assert config_path is not None
         return [python, "-c", _TWISTD, "-n", "--pidfile=", "mqttx", "--config", str(config_path)]
     config = str(config_path) if config_path is not None else ""
-    return [render_template(a, port, spec.host).replace("{config}", config) for a in spec.command]
+    return [
+        render_template(a, port, spec.host, ports).replace("{config}", config) for a in spec.command
+    ]
 
 
 def _environment(spec: BrokerSpec) -> dict[str, str]:
@@ -339,6 +362,7 @@ def start_broker(
     python: str = sys.executable,
     pin: Sequence[str] = (),
     ready_timeout: float = 30.0,
+    extra_ports: Sequence[str] = (),
 ) -> RunningBroker:
     """
     Start (or, if external, check) a broker and wait until it answers MQTT.
@@ -349,6 +373,9 @@ def start_broker(
     @param python: the interpreter for mqttx.
     @param pin: a command prefix that pins it to a CPU (C{taskset -c 0}).
     @param ready_timeout: how long to wait for its first CONNACK.
+    @param extra_ports: names of more ports to choose (C{{port_NAME}} in
+        the templates), for brokers with several listeners; readiness is
+        still the first CONNACK on the main port.
     @raise BrokerError: if it exits or does not answer in time.
     """
     if not spec.managed:
@@ -358,12 +385,15 @@ def start_broker(
         return RunningBroker(spec, spec.host, spec.port, spec.pid)
     workdir.mkdir(parents=True, exist_ok=True)
     port = free_port(spec.host)
+    ports: dict[str, int] = {}
+    for name in extra_ports:
+        ports[name] = free_port(spec.host, exclude={port, *ports.values()})
     config_path: Path | None = None
     if spec.config is not None:
         suffix = spec.config.suffix or ".conf"
         config_path = workdir / f"{spec.name.replace(':', '-')}{suffix}"
-        config_path.write_text(render_template(spec.config.read_text(), port, spec.host))
-    argv = [*pin, *broker_argv(spec, port, config_path, python)]
+        config_path.write_text(render_template(spec.config.read_text(), port, spec.host, ports))
+    argv = [*pin, *broker_argv(spec, port, config_path, python, ports)]
     log = workdir / "broker.log"
     log_file = log.open("wb")
     try:
@@ -379,7 +409,7 @@ def start_broker(
         log_file.close()
         raise BrokerError(f"{spec.name}: cannot start {argv[0]}: {e}") from e
     # taskset execs the broker, so this is the broker's own PID.
-    running = RunningBroker(spec, spec.host, port, process.pid, argv, log, process, log_file)
+    running = RunningBroker(spec, spec.host, port, process.pid, argv, log, process, log_file, ports)
     deadline = time.monotonic() + ready_timeout
     while True:
         if not running.alive():
