@@ -114,13 +114,16 @@ def origin_for(context: HTTPContext, request: Request, creds: Credentials, clien
 def refuse(request: Request, error: BridgeError, creds: Credentials, action: str) -> None:
     """
     Answer C{request} with the HTTP status for the bridge's refusal (see
-    L{status_for}) and log it once, at info.
+    L{status_for}), logged at debug: the broker itself logs the refused
+    CONNECT (each, as for MQTT clients) or the ACL denial (once per client,
+    action and topic), so a client retrying in a loop does not flood the
+    log twice.
 
     @param action: what was refused, for the log (C{"publish"}...).
     """
     code = int(error.reason_code)
     status = status_for(code, anonymous=creds.anonymous)
-    _log.info(
+    _log.debug(
         "HTTP {action} from {peer} as {username!r} refused: {status} ({reason})",
         action=action,
         peer=peer_of(request),
