@@ -256,7 +256,10 @@ class CoAPDatagramProtocol(DatagramProtocol):
     def _tick(self) -> None:
         self._timer = None
         self._timer_at = None
-        self._handle(self._layer.tick(self._clock.seconds()))
+        try:
+            self._handle(self._layer.tick(self._clock.seconds()))
+        except Exception:
+            self.log.failure("CoAP retransmission failed", event_id="coap.error")
         self._schedule()
 
     # --- requests ----------------------------------------------------------------------
@@ -280,6 +283,9 @@ class CoAPDatagramProtocol(DatagramProtocol):
             self._answer(address, message, Response(Code.TOO_MANY_REQUESTS, max_age=wait))
             return
         if message.bad_options():
+            if message.type is MessageType.NON:
+                # Section 5.4.1: a NON with a bad critical option is rejected (dropped).
+                return
             numbers = ", ".join(str(n) for n in message.bad_options())
             self._answer(address, message, diagnostic(Code.BAD_OPTION, f"bad critical option {numbers}"))
             return

@@ -78,6 +78,11 @@ class PublishTests(CoAPTestCase):
         self.request(POST, "/ps/a", options=(Option(2049, b"x"),))
         self.assertEqual(self.answer().code, Code.BAD_OPTION)
 
+    def test_non_with_unknown_critical_option_dropped(self) -> None:
+        """A NON with an unknown critical option is rejected silently (RFC 7252 5.4.1)."""
+        self.request(POST, "/ps/a", mtype=NON, options=(Option(2049, b"x"),))
+        self.assertEqual(self.sent(), [])
+
     def test_payload_over_max_is_too_large(self) -> None:
         """A payload over max_payload gets 4.13 with Size1."""
         self.build_coap(max_payload=10)
