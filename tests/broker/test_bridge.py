@@ -7,6 +7,7 @@ MQTT clients on the other side where it matters.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TypeVar
 
 from twisted.internet.defer import Deferred
@@ -346,6 +347,41 @@ class SubscribeTests(BridgeTestCase):
         self.assertEqual(session.inflight, {})
         self.assertEqual(len(session.queue), 0)
 
+    def test_paused_consumer_holds_publisher(self) -> None:
+        """
+        A paused bridge consumer with messages queued for it holds back the
+        MQTT client publishing them, until it resumes; a bridge publisher
+        held that way waits (inbound flow control).
+        """
+        client = self.client()
+        got = Collector()
+        self.successResultOf(client.subscribe([("t", 1)], got))
+        client.pause()
+        pub = self.connect_client("pub", 5)
+        pub.publish_acked("t", b"1", 1)
+        self.assertEqual(pub.transport.producerState, "paused")
+        bridged = self.client(Origin("http", "p", "bridged"))
+        self.successResultOf(bridged.publish("t", b"2", 1))
+        waiting = bridged.publish("t", b"3", 1)
+        self.assertNoResult(waiting)
+        client.resume()
+        self.assertEqual(pub.transport.producerState, "producing")
+        self.successResultOf(waiting)
+        self.assertEqual([d.payload for d in got.got], [b"1", b"2", b"3"])
+
+    def test_slow_consumer_gives_up_holding(self) -> None:
+        """A consumer paused past C{flow_control_timeout} stops holding publishers."""
+        client = self.client()
+        self.successResultOf(client.subscribe([("t", 1)], Collector()))
+        client.pause()
+        bridged = self.client(Origin("http", "p", "bridged"))
+        self.successResultOf(bridged.publish("t", b"1", 1))
+        waiting = bridged.publish("t", b"2", 1)
+        self.assertNoResult(waiting)
+        self.clock.advance(self.config.flow_control_timeout)
+        self.successResultOf(waiting)
+        self.assertFalse(client.ended)
+
     def test_consumer_failure(self) -> None:
         """A callback that raises ends the client with 0x83, logged."""
         client = self.client()
@@ -456,6 +492,20 @@ class SessionTests(BridgeTestCase):
         self.assertNotIn(ORIGIN.client_id, self.broker.sessions)
         self.assertEqual(self.broker.stats_for("http").disconnects["client_disconnect"], 1)
         self.assertEqual(self.broker.stats_for("http").connections_open, 0)
+
+
+class CloseCachedTests(BridgeTestCase):
+    """L{Bridge.close_cached} ends every cached client."""
+
+    def test_close_cached(self) -> None:
+        """After it, no publish_once client is connected, and none is cached."""
+        origin = Origin("http", "127.0.0.1:1")
+        self.successResultOf(self.bridge.publish_once(origin, "t", b"x"))
+        self.successResultOf(self.bridge.publish_once(replace(origin, username="u"), "t", b"x"))
+        self.assertEqual((self.bridge.cached, self.broker.clients_connected), (2, 2))
+        self.bridge.close_cached()
+        self.assertEqual((self.bridge.cached, self.broker.clients_connected), (0, 0))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
 
 
 class PublishOnceTests(BridgeTestCase):
