@@ -880,6 +880,8 @@ async def drive(target: _Target, pid: int, opts: TransportOptions, case: Case) -
         "written_off": sum(p.written_off for p in load.publishers),
         "drained": drained,
         "lost": lost,
+        # Of those: skipped while later messages arrived (the rest never came).
+        "lost_in_gaps": sum(s.gaps for s in load.subscribers),
         "duplicated": sum(s.dups for s in load.subscribers),
         "bad_payload": sum(s.bad for s in load.subscribers),
         "broker_cpu_s": round(broker_cpu, 4) if broker_cpu is not None else None,
