@@ -43,16 +43,16 @@ _AUTH_FAILURES = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
-class CertificateIdentity:
+class VerifiedIdentity:
     """
-    Who a client is by its verified TLS certificate, on a listener that
-    takes the certificate's identity as the user name
-    (C{use_identity_as_username}). The certificate authenticates the
-    client: no password is checked, and its name replaces the CONNECT's
-    user name, for ACLs and logs alike.
+    Who a client is, vouched for by its transport instead of a password:
+    its verified TLS certificate on a listener that takes the certificate's
+    identity as the user name (C{use_identity_as_username}), or the
+    source-address rule a CoAP request matched. No password is checked, and
+    the name replaces the CONNECT's user name, for ACLs and logs alike.
 
-    @ivar username: the certificate's subject common name; C{None} if the
-        subject has none, and the client is refused (0x87, not authorized).
+    @ivar username: the user name; C{None} if the certificate's subject has
+        no common name, and the client is refused (0x87, not authorized).
     """
 
     username: str | None

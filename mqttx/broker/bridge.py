@@ -42,6 +42,7 @@ from mqttx.mqtt.properties import NO_PROPERTIES, Properties
 from mqttx.mqtt.reason_codes import ReasonCode
 from mqttx.mqtt.topics import SHARE_PREFIX, is_valid_topic_filter, is_valid_topic_name
 
+from .admission import VerifiedIdentity
 from .bridge_link import BridgeError, BridgeLink, Delivery
 from .limits import topic_checked, topic_over_limits
 from .replies import is_utf8
@@ -74,6 +75,9 @@ class Origin:
         (L{new_client_id} with the listener's name as prefix).
     @ivar username: the user name checked by the broker's authenticator.
     @ivar password: the password checked with it.
+    @ivar verified: the bridge vouches for C{username} itself (a CoAP
+        source-address rule): the broker checks no password, as for a TLS
+        client certificate, and the user name counts for ACLs.
     """
 
     listener: str
@@ -81,6 +85,7 @@ class Origin:
     client_id: str = ""
     username: str | None = None
     password: bytes | None = None
+    verified: bool = False
 
 
 class BridgeClient:
@@ -210,7 +215,7 @@ class BridgeClient:
 
 
 #: A cached client's key: listener, user name, HMAC of the password, client id.
-_Key = tuple[str, str | None, bytes | None, str]
+_Key = tuple[str, str | None, bytes | None, str, bool]
 
 
 @dataclass(slots=True)
@@ -267,6 +272,8 @@ class Bridge:
         if len(client_id) > broker.config.max_client_id_length:
             return fail(BridgeError(ReasonCode.CLIENT_IDENTIFIER_NOT_VALID, "client identifier too long"))
         link = BridgeLink(broker, origin.listener, origin.peer, origin.username)
+        if origin.verified and origin.username is not None:
+            link.identity = VerifiedIdentity(origin.username)
         props = Properties(session_expiry_interval=session_expiry) if session_expiry else NO_PROPERTIES
         connect = Connect(
             client_id,
@@ -370,7 +377,9 @@ class Bridge:
     def cached_client(self, origin: Origin) -> Deferred[BridgeClient]:
         """The cached client for C{origin}'s credentials, admitted if need be (see L{publish_once})."""
         secret = None if origin.password is None else hmac.digest(self._key, origin.password, "sha256")
-        key = (origin.listener, origin.username, secret, origin.client_id)
+        # verified: a request claiming a rule's user name without being
+        # vouched for must never get the vouched-for client.
+        key = (origin.listener, origin.username, secret, origin.client_id, origin.verified)
         entry = self._cache.get(key)
         now = self._clock.seconds()
         if entry is not None:

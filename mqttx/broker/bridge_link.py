@@ -40,7 +40,7 @@ from mqttx.mqtt.packets import (
 from mqttx.mqtt.properties import NO_PROPERTIES, Properties
 from mqttx.mqtt.reason_codes import ReasonCode, describe
 
-from .admission import CertificateIdentity
+from .admission import VerifiedIdentity
 from .auth import EnhancedAuthentication
 from .session import SLOW_CONSUMER_BYTES, Session
 from .stats import disconnect_reason
@@ -114,7 +114,7 @@ class BridgeLink:
     protocol_level: int = ProtocolVersion.MQTT_5
     topic_aliases: OutboundTopicAliases | None = None
     authentication: EnhancedAuthentication | None = None
-    identity: CertificateIdentity | None = None
+    identity: VerifiedIdentity | None = None
 
     def __init__(self, broker: Broker, listener: str, peer: str, username: str | None) -> None:
         self.broker = broker

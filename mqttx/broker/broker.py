@@ -43,7 +43,7 @@ from mqttx.mqtt.reason_codes import ReasonCode
 from mqttx.mqtt.topics import SHARE_PREFIX, parse_shared
 
 from .acks import Acknowledgements
-from .admission import Admission, CertificateIdentity
+from .admission import Admission, VerifiedIdentity
 from .auth import EnhancedAuthentication
 from .flow import FlowControl
 from .limits import filter_refusal
@@ -73,7 +73,7 @@ class ClientLink(SessionLink, Protocol):
     authentication: EnhancedAuthentication | None
     #: Who the client's TLS certificate says it is, on a listener that takes
     #: that as the user name; else C{None} (the CONNECT's credentials count).
-    identity: CertificateIdentity | None
+    identity: VerifiedIdentity | None
 
     def set_keep_alive(self, seconds: int) -> None:
         """Impose the Server Keep Alive on the connection."""

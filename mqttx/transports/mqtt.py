@@ -17,7 +17,7 @@ from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from mqttx.broker.admission import CertificateIdentity
+from mqttx.broker.admission import VerifiedIdentity
 from mqttx.broker.auth import EnhancedAuthentication
 from mqttx.broker.broker import Broker
 from mqttx.broker.session import SLOW_CONSUMER_BYTES, Session
@@ -98,7 +98,7 @@ class MQTTServerProtocol(Protocol):
         self._outbox: list[bytes] | None = None
         self.authentication: EnhancedAuthentication | None = None
         self.certificate_username = False
-        self.identity: CertificateIdentity | None = None
+        self.identity: VerifiedIdentity | None = None
         #: The CONNECT's user name (or the certificate's), for logs.
         self.username: str | None = None
         #: The reason code the server closed the connection with, if it did.
@@ -417,7 +417,7 @@ class MQTTServerProtocol(Protocol):
         if self.certificate_username:
             # The handshake is over (data arrived): the broker takes the
             # client's name from its certificate.
-            self.identity = CertificateIdentity(peer_common_name(self.transport))
+            self.identity = VerifiedIdentity(peer_common_name(self.transport))
             self.username = self.identity.username
         self.max_packet_size = self._conn.client_maximum_packet_size
         self.topic_aliases = self._conn.outbound_aliases

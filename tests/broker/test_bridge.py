@@ -268,6 +268,19 @@ class AuthenticationTests(BridgeTestCase):
         self.assertEqual(error.reason_code, ReasonCode.NOT_AUTHORIZED)
         self.client(Origin("open", "p", "c2"))
 
+    def test_verified_user(self) -> None:
+        """
+        A user name the bridge vouches for (a CoAP rule's) is admitted
+        without a password, with a password file in use, and is the
+        session's user name; the same name unverified and without a
+        password is refused.
+        """
+        self.client(Origin("coap", "p", "c1", "sensors", verified=True))
+        self.assertEqual(self.runner.calls, [])
+        self.assertEqual(self.broker.sessions["c1"].username, "sensors")
+        error = self.refusal(self.bridge.connect(Origin("coap", "p", "c2", "sensors")))
+        self.assertEqual(error.reason_code, ReasonCode.BAD_USER_NAME_OR_PASSWORD)
+
 
 class SubscribeTests(BridgeTestCase):
     """Subscribing through the bridge."""
@@ -579,6 +592,18 @@ class PublishOnceTests(BridgeTestCase):
         self.assertEqual(self.bridge.cached, 0)
         self.successResultOf(self.bridge.publish_once(origin, "t", b"x"))
         self.assertEqual(len(self.runner.calls), 2)
+
+    def test_verified_client_not_shared(self) -> None:
+        """
+        The client cached for a vouched-for user name is never handed to a
+        request that only claims that name.
+        """
+        verified = Origin("coap", "127.0.0.1:1", "", "alice", verified=True)
+        self.successResultOf(self.bridge.publish_once(verified, "t", b"x"))
+        self.assertEqual(self.bridge.cached, 1)
+        claimed = Origin("coap", "127.0.0.1:1", "", "alice")
+        error = self.refusal(self.bridge.publish_once(claimed, "t", b"x"))
+        self.assertEqual(error.reason_code, ReasonCode.BAD_USER_NAME_OR_PASSWORD)
 
     def test_bad_topic_before_admission(self) -> None:
         """A bad topic is refused without admitting a client."""

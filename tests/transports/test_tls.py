@@ -452,7 +452,7 @@ class RefuseAll:
         return succeed(ReasonCode.BAD_USER_NAME_OR_PASSWORD)
 
 
-class CertificateIdentityTests(BrokerTestCase):
+class VerifiedIdentityTests(BrokerTestCase):
     """
     On a listener with C{use_identity_as_username}, the client's
     certificate names and authenticates it: its subject common name is the

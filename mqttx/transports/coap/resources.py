@@ -274,10 +274,11 @@ class PubSub:
     def origin(self, source: Source, client_id: str = "") -> Origin:
         """
         The bridge origin of a request from C{source}: its rule's user,
-        without a password. Without C{client_id}, publishes share one cached
-        client per user (L{Bridge.publish_once}).
+        vouched for by the rule (no password is checked). Without
+        C{client_id}, publishes share one cached client per user
+        (L{Bridge.publish_once}).
         """
-        return Origin(self.listener, source.peer, client_id, source.rule.username)
+        return Origin(self.listener, source.peer, client_id, source.rule.username, verified=True)
 
     def handle(self, request: Request, source: Source) -> Deferred[Response]:
         """

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 from twisted.internet.defer import Deferred
 from twisted.logger import LogLevel, capturedLogs
+from twisted.python.filepath import FilePath
 
+from mqttx.auth.passwords import PasswordFileAuthenticator
+from mqttx.broker.broker import Broker
 from mqttx.mqtt.packets import Publish
 from mqttx.transports.coap import protocol
 from mqttx.transports.coap.codec import BlockValue, Code, Message, MessageType, Option, OptionNumber
@@ -15,6 +18,7 @@ from mqttx.transports.coap.messages import EXCHANGE_LIFETIME
 from mqttx.transports.coap.observe import SEQUENCE_MODULO
 from mqttx.transports.coap.protocol import PIGGYBACK_DELAY
 from mqttx.transports.coap.resources import Response
+from tests.auth.test_passwords import RecordingRunner
 from tests.transports.coap.helpers import CoAPTestCase
 
 CON, NON, ACK, RST = MessageType.CON, MessageType.NON, MessageType.ACK, MessageType.RST
@@ -341,6 +345,29 @@ class AccessTests(CoAPTestCase):
         self.clock.advance(1)
         self.request(POST, "/ps/a")
         self.assertEqual(self.answer().code, Code.CHANGED)
+
+
+class PasswordFileAccessTests(CoAPTestCase):
+    """The broker has a user database (a password file with no CoAP users in it)."""
+
+    def make_broker(self) -> Broker:
+        path = self.mktemp()
+        FilePath(path).setContent(b"")
+        authenticator = PasswordFileAuthenticator(path, False, {}, RecordingRunner())
+        return Broker(self.config, clock=self.clock, store=self.store, authenticator=authenticator)
+
+    def test_rule_vouches_for_its_user(self) -> None:
+        """
+        A rule's user publishes without a password, as a verified identity;
+        a rule without a user is an anonymous client, which this broker
+        refuses (4.03).
+        """
+        device = ("10.1.2.3", 5683)
+        self.request(POST, "/ps/d", payload=b"v", source=device)
+        self.assertEqual(self.answer(device).code, Code.CHANGED)
+        self.assertIn("dev", [s.username for s in self.broker.sessions.values()])
+        self.request(POST, "/ps/d", payload=b"v")
+        self.assertEqual(self.answer().code, Code.FORBIDDEN)
 
 
 class MalformedTests(CoAPTestCase):
