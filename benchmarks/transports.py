@@ -1104,10 +1104,11 @@ def summary_text(records: Sequence[Mapping[str, Any]]) -> str:
     load_text = f"{min(loads):.2f}–{max(loads):.2f}" if loads else "–"
     rounds = max((int(r.get("round") or 0) for r in records), default=0)
     ciphers = sorted({str(r["cipher"]) for r in records if r.get("cipher")})
+    inflight = next((r["inflight"] for r in records if r.get("inflight")), None)
     head = (
         f"## Transports: {len(records)} runs, {rounds} round(s), fan {first.get('fan')}, "
         f"{first.get('size')} B payloads, window {first.get('window')}, QoS 1 in flight "
-        f"{first.get('inflight')}, {first.get('duration_s')} s measured; 1-minute load average "
+        f"{inflight}, {first.get('duration_s')} s measured; 1-minute load average "
         f"at the runs' starts {load_text}"
     )
     if ciphers:

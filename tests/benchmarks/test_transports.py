@@ -858,6 +858,7 @@ class SummaryTests(SynchronousTestCase):
         out = io.StringIO()
         self.assertEqual(main(["--summarize", str(saved)], out=out), 0)
         text = out.getvalue()
-        self.assertIn("## Transports: 12 runs, 3 round(s)", text)
+        self.assertIn("## Transports: 12 runs, 3 round(s), fan 10, 64 B payloads", text)
+        self.assertIn("QoS 1 in flight 20,", text)
         self.assertIn("| wss | fan-in | 0 | 50,000 |", text)
         self.assertIn("relative to TCP", text)
