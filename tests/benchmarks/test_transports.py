@@ -15,6 +15,7 @@ import asyncio
 import io
 import json
 import re
+import shutil
 import struct
 import tempfile
 from contextlib import redirect_stderr
@@ -178,6 +179,7 @@ class ConfigurationTests(SynchronousTestCase):
 
     def setUp(self) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="mqttx-test-transports-"))
+        self.addCleanup(shutil.rmtree, self.folder, True)
         self.files = make_server_files(self.folder / "tls")
         self.ports = {"tls": 18002, "ws": 18003, "wss": 18004}
 
@@ -640,6 +642,7 @@ class GeneratorTests(SynchronousTestCase):
         t = self.connect(sub)
         sub.data_received(b"HTTP/1.1 404 Not Found\r\n\r\n")
         self.assertTrue(t.aborted)
+        self.assertIsInstance(sub.ready.exception(), ConnectionError)
         self.assertIn("404", load.errors[0])
 
 
@@ -849,6 +852,7 @@ class SummaryTests(SynchronousTestCase):
         in a file and ignores everything else in it.
         """
         folder = Path(tempfile.mkdtemp(prefix="mqttx-test-transports-"))
+        self.addCleanup(shutil.rmtree, folder, True)
         saved = folder / "runs.jsonl"
         lines = [json.dumps(r) for r in self.records()]
         saved.write_text(
