@@ -149,24 +149,29 @@ class RetainedInfo:
     expires_in: int | None
 
 
-def properties_to_json(properties: Properties) -> dict[str, Any]:
+def properties_to_json(props: Properties) -> dict[str, Any]:
     """
-    The properties that are set, by field name, as JSON values: binary ones
-    (correlation data) in base64, user properties as a list of
-    C{[name, value]} pairs (in order, duplicates kept).
+    The message properties that are set, named as everywhere in the HTTP
+    API (the JSON publish form, the event stream, the admin API):
+    C{content_type}, C{payload_format}, C{message_expiry} (seconds),
+    C{response_topic}, C{correlation_data_base64} and C{user_properties}
+    (C{[name, value]} pairs, in order, duplicates kept).
     """
-    if properties is NO_PROPERTIES:
-        return {}
     out: dict[str, Any] = {}
-    for field in dataclasses.fields(properties):
-        value = getattr(properties, field.name)
-        if value is None or value == ():
-            continue
-        if isinstance(value, bytes):
-            value = base64.b64encode(value).decode("ascii")
-        elif isinstance(value, tuple):
-            value = [list(v) if isinstance(v, tuple) else v for v in value]
-        out[field.name] = value
+    if props is NO_PROPERTIES:
+        return out
+    if props.content_type is not None:
+        out["content_type"] = props.content_type
+    if props.payload_format_indicator is not None:
+        out["payload_format"] = props.payload_format_indicator
+    if props.message_expiry_interval is not None:
+        out["message_expiry"] = props.message_expiry_interval
+    if props.response_topic is not None:
+        out["response_topic"] = props.response_topic
+    if props.correlation_data is not None:
+        out["correlation_data_base64"] = base64.b64encode(props.correlation_data).decode("ascii")
+    if props.user_property:
+        out["user_properties"] = [list(pair) for pair in props.user_property]
     return out
 
 

@@ -221,7 +221,8 @@ class RetainedTests(AdminTestCase):
         # Cut in the middle of "ö": the whole characters before it.
         self.assertEqual((b.payload_preview, b.preview_encoding), ("héllo w", "utf-8"))
         self.assertEqual(
-            b.properties, {"content_type": "text/plain", "user_property": [["a", "1"]], "correlation_data": "AAE="}
+            b.properties,
+            {"content_type": "text/plain", "user_properties": [["a", "1"]], "correlation_data_base64": "AAE="},
         )
         self.assertEqual(len(self.admin.retained().items), 3)
         json.dumps(to_json(page))
@@ -306,9 +307,29 @@ class StatsTests(AdminTestCase):
         self.assertGreater(stats["bytes"]["received"], 0)
 
     def test_properties_to_json(self) -> None:
-        """Unset properties are left out; binary ones are base64."""
+        """
+        Unset properties are left out; the others are named as in the HTTP
+        API's publish form and event stream, binary ones in base64.
+        """
         self.assertEqual(properties_to_json(Properties()), {})
         self.assertEqual(
-            properties_to_json(Properties(message_expiry_interval=5, subscription_identifier=(1, 2))),
-            {"message_expiry_interval": 5, "subscription_identifier": [1, 2]},
+            properties_to_json(
+                Properties(
+                    content_type="text/plain",
+                    payload_format_indicator=1,
+                    message_expiry_interval=5,
+                    response_topic="r",
+                    correlation_data=b"\x00",
+                    user_property=(("a", "1"), ("a", "2")),
+                    subscription_identifier=(1, 2),
+                )
+            ),
+            {
+                "content_type": "text/plain",
+                "payload_format": 1,
+                "message_expiry": 5,
+                "response_topic": "r",
+                "correlation_data_base64": "AA==",
+                "user_properties": [["a", "1"], ["a", "2"]],
+            },
         )

@@ -51,8 +51,8 @@ from twisted.python.failure import Failure
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
+from mqttx.broker.admin import properties_to_json
 from mqttx.broker.bridge import BridgeClient, BridgeError, Delivery
-from mqttx.mqtt.properties import Properties
 from mqttx.mqtt.reason_codes import ReasonCode, describe
 
 from .auth import BadCredentials, Credentials, credentials, origin_for, peer_of, refuse
@@ -76,26 +76,8 @@ def delivery_json(delivery: Delivery) -> dict[str, Any]:
         event["encoding"] = "base64"
     event["qos"] = delivery.qos
     event["retain"] = delivery.retain
-    event["properties"] = properties_json(delivery.properties)
+    event["properties"] = properties_to_json(delivery.properties)
     return event
-
-
-def properties_json(props: Properties) -> dict[str, Any]:
-    """The MQTT 5 properties of a message, named as in the JSON publish form."""
-    out: dict[str, Any] = {}
-    if props.content_type is not None:
-        out["content_type"] = props.content_type
-    if props.payload_format_indicator is not None:
-        out["payload_format"] = props.payload_format_indicator
-    if props.message_expiry_interval is not None:
-        out["message_expiry"] = props.message_expiry_interval
-    if props.response_topic is not None:
-        out["response_topic"] = props.response_topic
-    if props.correlation_data is not None:
-        out["correlation_data_base64"] = b64encode(props.correlation_data).decode("ascii")
-    if props.user_property:
-        out["user_properties"] = [list(pair) for pair in props.user_property]
-    return out
 
 
 def message_event(sequence: int, delivery: Delivery) -> bytes:
