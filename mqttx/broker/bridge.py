@@ -144,13 +144,22 @@ class BridgeClient:
         return link.submit(Publish(topic, payload, qos, retain, False, None, properties))
 
     def subscribe(
-        self, filters: Sequence[tuple[str, int]], deliver: Callable[[Delivery], None]
+        self,
+        filters: Sequence[tuple[str, int]],
+        deliver: Callable[[Delivery], None],
+        *,
+        retain_handling: int = 0,
     ) -> Deferred[tuple[int, ...]]:
         """
         Subscribe to C{filters} (topic filter, QoS). C{deliver} is called
         for each message, retained ones first, and for what a resumed
         session had queued; it replaces an earlier callback. QoS 1/2
         deliveries are acknowledged once it returns.
+
+        @param retain_handling: MQTT 5's Retain Handling option (section
+            3.8.3.1): 0 sends the matching retained messages, 1 only for a
+            filter the session was not subscribed to already (a resumed
+            session does not get them again), 2 never.
 
         @return: fires with the granted QoS or refusal code per filter
             (SUBACK: 0x87 not authorized, 0x8F invalid, 0x97 quota, ...).
@@ -172,7 +181,7 @@ class BridgeClient:
                 return fail(BridgeError(ReasonCode.TOPIC_FILTER_INVALID, f"invalid topic filter {topic_filter!r}"))
             if qos not in (0, 1, 2):
                 return fail(BridgeError(ReasonCode.MALFORMED_PACKET, "QoS must be 0, 1 or 2"))
-            subscriptions.append(Subscription(topic_filter, qos))
+            subscriptions.append(Subscription(topic_filter, qos, retain_handling=retain_handling))
         if not subscriptions:
             return fail(BridgeError(ReasonCode.PROTOCOL_ERROR, "no topic filter"))
         # What a resumed session kept and the retained messages of the new

@@ -264,6 +264,20 @@ class LifecycleTests(HTTPTestCase):
         second = Stream(self, "/api/v1/subscribe?filter=a&qos=1&client_id=dev1", {"Last-Event-ID": "1"})
         self.assertEqual([(m["id"], m["payload"]) for m in second.messages()], [(2, "m2"), (3, "m3")])
 
+    def test_resume_does_not_repeat_retained(self) -> None:
+        """
+        A resumed stream does not get the retained messages of the filters
+        it was subscribed to again (Retain Handling 1); a new filter's do
+        come.
+        """
+        self.request("POST", "/api/v1/publish?topic=a&retain=true", b"kept-a")
+        self.request("POST", "/api/v1/publish?topic=b&retain=true", b"kept-b")
+        first = Stream(self, "/api/v1/subscribe?filter=a&qos=1&client_id=dev1")
+        self.assertEqual([m["payload"] for m in first.messages()], ["kept-a"])
+        first.close()
+        second = Stream(self, "/api/v1/subscribe?filter=a&filter=b&qos=1&client_id=dev1", {"Last-Event-ID": "1"})
+        self.assertEqual([m["payload"] for m in second.messages()], ["kept-b"])
+
     def test_client_id_without_last_event_id_starts_afresh(self) -> None:
         """client_id without Last-Event-ID: a new session, what was queued is dropped."""
         first = Stream(self, "/api/v1/subscribe?filter=a&qos=1&client_id=dev1")

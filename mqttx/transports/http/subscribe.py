@@ -269,7 +269,9 @@ class SubscribeResource(JSONResource):
             client.close()
             return
         try:
-            codes = await client.subscribe(filters, stream.deliver)
+            # A resumed stream does not get the retained messages of the
+            # filters it was subscribed to again (MQTT 5 Retain Handling 1).
+            codes = await client.subscribe(filters, stream.deliver, retain_handling=1 if resume else 0)
         except BridgeError as e:
             stream.discard()
             client.close()
