@@ -46,7 +46,7 @@ async def main(uri: str, count: int, linger: float) -> None:
             break
     request.observation.cancel()
     print(json.dumps({"cancelled": True}), flush=True)
-    await asyncio.sleep(linger)
+    await asyncio.sleep(linger)  # real-time: keep the socket open to answer (RST) the next notification
     await context.shutdown()
 
 

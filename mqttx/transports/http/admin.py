@@ -27,6 +27,7 @@ the queries; this module only translates HTTP).
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -154,7 +155,7 @@ class AdminGuard:
 Handler = Callable[[Request, str], Awaitable["tuple[int, Any]"]]
 
 
-class AdminResource(Resource):
+class AdminResource(Resource, metaclass=ABCMeta):
     """
     An admin resource: the methods it has for a request (L{methods}) run
     once the request is an admin's. A handler answers a status and a value,
@@ -169,9 +170,9 @@ class AdminResource(Resource):
         super().__init__()
         self.guard = guard
 
+    @abstractmethod
     def methods(self, request: Request) -> dict[bytes, Handler]:
         """The handlers of the request's resource, by HTTP method."""
-        raise NotImplementedError
 
     def render(self, request: Request) -> int:
         for name, value in SECURITY_HEADERS.items():
