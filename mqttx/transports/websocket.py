@@ -39,12 +39,13 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Callable, Iterable
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.compress import PerMessageDeflateOffer, PerMessageDeflateOfferAccept
 from autobahn.websocket.protocol import WebSocketProtocol
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from autobahn.websocket.xormasker import create_xor_masker  # type: ignore[attr-defined]
 from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.interfaces import (
     IAddress,
@@ -74,6 +75,9 @@ _UNSUPPORTED_DATA = 1003
 _OPEN = WebSocketProtocol.STATE_OPEN
 _CONNECTING = WebSocketProtocol.STATE_CONNECTING
 _CLOSED = WebSocketProtocol.STATE_CLOSED
+#: Client frames with a shorter payload are unmasked by L{_Unmasker}; longer
+#: ones by Autobahn's masker (NVX, SIMD), which costs about 3 µs to make.
+_SMALL_FRAME = 1024
 
 
 def forwarded_address(header: str) -> IPv4Address | IPv6Address | None:
@@ -125,6 +129,35 @@ class _Timers:
 
     def call_later(self, delay: float, func: Callable[..., object], *args: object, **kwargs: object) -> _Timer:
         return _Timer(self._clock.callLater(delay, func, *args, **kwargs))
+
+
+class _Unmasker:
+    """
+    Unmasks the payload of a small client frame (RFC 6455 section 5.3),
+    with the interface of Autobahn's maskers (C{pointer}, C{reset},
+    C{process}), as one XOR of two integers: about 0.8 µs for an 80-byte
+    frame, where making Autobahn's NVX masker (cffi allocations) and running
+    it costs about 3 µs. From 1 kB on Autobahn's is faster.
+    """
+
+    __slots__ = ("_mask", "_ptr")
+
+    def __init__(self, mask: bytes) -> None:
+        self._mask = mask * 2
+        self._ptr = 0
+
+    def pointer(self) -> int:
+        return self._ptr
+
+    def reset(self) -> None:
+        self._ptr = 0
+
+    def process(self, data: bytes) -> bytes:
+        n = len(data)
+        at = self._ptr & 3
+        self._ptr += n
+        key = self._mask[at : at + 4] * ((n >> 2) + 1)
+        return (int.from_bytes(data, "little") ^ int.from_bytes(key[:n], "little")).to_bytes(n, "little")
 
 
 @implementer(ITransport, IPushProducer)
@@ -374,6 +407,24 @@ class MQTTWebSocketProtocol(WebSocketServerProtocol):
         self._mqtt_transport = _WebSocketTransport(self)
         mqtt.makeConnection(self._mqtt_transport)
 
+    # Frames.
+
+    def onFrameBegin(self) -> None:
+        """
+        Give a masked frame its unmasker: L{_Unmasker} for a small one,
+        Autobahn's for a larger one. The factory sets Autobahn's
+        C{applyMask} option off, so Autobahn makes no masker of its own (a
+        no-op one) before calling this, and unmasks with the one set here:
+        C{processData} reads C{current_frame_masker} only after. This
+        depends on Autobahn's internals; C{UnmaskTests} fail if they change.
+        """
+        frame = self.current_frame
+        mask = cast("bytes | None", frame.mask)  # Annotated str in Autobahn: the frame's 4 bytes.
+        if mask is not None and frame.length:
+            length = frame.length
+            self.current_frame_masker = _Unmasker(mask) if length < _SMALL_FRAME else create_xor_masker(mask, length)
+        super().onFrameBegin()
+
     # Messages: the MQTT byte stream, as it arrives.
 
     def onMessageBegin(self, isBinary: bool) -> None:
@@ -473,6 +524,10 @@ class MQTTWebSocketFactory(WebSocketServerFactory):
             closeHandshakeTimeout=ABORT_TIMEOUT,
             autoPingInterval=ping,
             autoPingTimeout=ping,
+            # Masked client frames are unmasked with the maskers
+            # MQTTWebSocketProtocol.onFrameBegin chooses (server frames are
+            # not masked, so nothing else changes).
+            applyMask=False,
             perMessageCompressionAccept=self._accept_deflate if websocket.permessage_deflate else None,
         )
 

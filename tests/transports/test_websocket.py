@@ -30,7 +30,13 @@ from mqttx.mqtt.packets import (
 from mqttx.mqtt.reason_codes import ReasonCode
 from mqttx.transports.mqtt import ABORT_TIMEOUT
 from mqttx.transports.proxy import ProxyHeaderFactory
-from mqttx.transports.websocket import MAX_REQUEST_BYTES, MQTTWebSocketProtocol, forwarded_address
+from mqttx.transports.websocket import (
+    _SMALL_FRAME,
+    MAX_REQUEST_BYTES,
+    MQTTWebSocketProtocol,
+    _Unmasker,
+    forwarded_address,
+)
 
 from .websocket_client import (
     BINARY,
@@ -348,6 +354,64 @@ class StreamTests(WebSocketTestCase):
         self.assertEqual(disconnect.reason_code, ReasonCode.PACKET_TOO_LARGE)
         self.assertEqual(close, (CLOSE, struct.pack("!H", 1000)))
         self.assertLess(len(client.ws.data), 100)
+
+
+class UnmaskTests(WebSocketTestCase):
+    """
+    Client frames are unmasked by the masker C{onFrameBegin} picks
+    (Autobahn's C{applyMask} is off): these fail if Autobahn stops
+    calling it, or reads its masker elsewhere.
+    """
+
+    def test_maskers(self) -> None:
+        """A small frame gets an L{_Unmasker}, a larger one Autobahn's masker."""
+        client = self.connected()
+        for size, small in [(10, True), (_SMALL_FRAME - 1, True), (_SMALL_FRAME, False), (100_000, False)]:
+            data = frame(b"\x00" * size)
+            client.send(data[:20])
+            masker = client.ws.current_frame_masker
+            self.assertEqual(isinstance(masker, _Unmasker), small, size)
+            self.assertNotEqual(type(masker).__name__, "XorMaskerNull")
+            self.assertEqual(masker.pointer(), min(size, 20 - (len(data) - size)))
+            client.lose()
+            client = self.connected()
+
+    def test_payloads(self) -> None:
+        """
+        PUBLISHes in small and large frames, read in pieces that start and
+        end anywhere in the mask's four bytes, arrive whole.
+        """
+        client = self.connected()
+        client.send_packets(Subscribe(1, (Subscription("t", 0),)))
+        client.received()
+        for size in (0, 1, 5, 77, _SMALL_FRAME - 10, _SMALL_FRAME, 5000, 200_000):
+            payload = bytes(i * 7 % 251 for i in range(size))
+            data = frame(encode(Publish("t", payload), 4))
+            for cut in range(0, len(data), 997):
+                client.send(data[cut : cut + 997])
+            self.assertEqual(client.received(), [Publish("t", payload)], size)
+
+    def test_unmasker(self) -> None:
+        """L{_Unmasker} unmasks as RFC 6455 says, over any split of the payload."""
+        mask = b"\x01\x80\xfe\x37"
+        data = bytes(range(256)) * 3
+        expected = bytes(b ^ mask[i % 4] for i, b in enumerate(data))
+        for cuts in ([], [1], [2, 3], [5, 6, 7, 100], [767]):
+            unmasker = _Unmasker(mask)
+            pieces = [data[a:b] for a, b in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+            self.assertEqual(b"".join(unmasker.process(piece) for piece in pieces), expected)
+            self.assertEqual(unmasker.pointer(), len(data))
+        unmasker.reset()
+        self.assertEqual(unmasker.pointer(), 0)
+
+    def test_control_frames(self) -> None:
+        """A ping's masked payload comes back unmasked in the pong; a close's code and reason are read."""
+        client = self.connected()
+        client.send(frame(b"ping payload", opcode=PING))
+        self.assertEqual(client.frames(), [(PONG, b"ping payload")])
+        client.send(frame(struct.pack("!H", 4000) + b"bye", opcode=CLOSE))
+        self.assertEqual(client.ws.remoteCloseCode, 4000)
+        self.assertEqual(client.ws.remoteCloseReason, "bye")
 
 
 class CloseTests(WebSocketTestCase):
