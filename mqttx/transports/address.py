@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from twisted.internet.interfaces import IAddress
 
-__all__ = ["describe_address"]
+__all__ = ["describe_address", "describe_host_port"]
 
 
 def describe_address(address: IAddress | None) -> str:
@@ -20,4 +20,9 @@ def describe_address(address: IAddress | None) -> str:
     port = getattr(address, "port", None)
     if host is None:
         return str(address)
+    return describe_host_port(host, port)
+
+
+def describe_host_port(host: str, port: object) -> str:
+    """Name a host and port for a log line: C{host:port}, an IPv6 host in brackets."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from twisted.internet.address import IPv4Address, IPv6Address, UNIXAddress
 from twisted.trial.unittest import SynchronousTestCase
 
-from mqttx.transports.address import describe_address
+from mqttx.transports.address import describe_address, describe_host_port
 
 
 class DescribeAddressTests(SynchronousTestCase):
@@ -23,3 +23,8 @@ class DescribeAddressTests(SynchronousTestCase):
         address = UNIXAddress(b"/run/mqttx.sock")
         self.assertEqual(describe_address(address), str(address))
         self.assertEqual(describe_address(None), "None")
+
+    def test_host_and_port(self) -> None:
+        """A bare host and port (a CoAP datagram's source) is named the same way."""
+        self.assertEqual(describe_host_port("192.0.2.1", 5683), "192.0.2.1:5683")
+        self.assertEqual(describe_host_port("::1", 5683), "[::1]:5683")

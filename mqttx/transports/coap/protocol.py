@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 
 from mqttx.broker.bridge import Bridge
 from mqttx.config import CoAPConfig
+from mqttx.transports.address import describe_host_port
 from mqttx.transports.coap.access import RateLimiter, Rules
 from mqttx.transports.coap.blockwise import (
     Block1Assembler,
@@ -564,8 +565,7 @@ def _address(remote: Remote) -> Address:
 
 
 def _peer(address: Address) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return describe_host_port(*address)
 
 
 def _response_options(response: Response) -> list[Option]:

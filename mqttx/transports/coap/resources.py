@@ -37,6 +37,7 @@ from mqttx.config import CoAPRule
 from mqttx.mqtt.properties import NO_PROPERTIES, Properties
 from mqttx.mqtt.reason_codes import ReasonCode
 from mqttx.mqtt.topics import is_valid_topic_filter, is_valid_topic_name
+from mqttx.transports.address import describe_host_port
 from mqttx.transports.coap.codec import Code
 
 __all__ = [
@@ -118,7 +119,7 @@ class Source:
     @property
     def peer(self) -> str:
         """The address for log lines: C{host:port}, an IPv6 host in brackets."""
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return describe_host_port(self.host, self.port)
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,6 +42,7 @@ __all__ = [
     "admin_origin",
     "basic_authenticator",
     "credentials",
+    "bridge_credentials",
     "origin_for",
     "refuse",
 ]
@@ -89,6 +90,22 @@ def credentials(request: Request) -> Credentials:
         return Credentials(username.decode("utf-8"), password)
     except (binascii.Error, UnicodeDecodeError) as e:
         raise BadCredentials("Basic credentials that are not base64 of UTF-8") from e
+
+
+def bridge_credentials(context: HTTPContext, request: Request) -> Credentials | None:
+    """
+    The credentials of a publish or subscribe request, or L{None} once it
+    is answered: 503 while the broker stops (0x8B), 401 for an
+    C{Authorization} header that is not Basic credentials (0x86).
+    """
+    if context.broker.stopping:
+        send_error(request, 503, "the broker is shutting down", ReasonCode.SERVER_SHUTTING_DOWN)
+        return None
+    try:
+        return credentials(request)
+    except BadCredentials as e:
+        send_error(request, 401, str(e), ReasonCode.BAD_USER_NAME_OR_PASSWORD)
+        return None
 
 
 def peer_of(request: Request) -> str:

@@ -47,7 +47,7 @@ from mqttx.mqtt.properties import NO_PROPERTIES, Properties
 from mqttx.mqtt.reason_codes import ReasonCode
 from mqttx.mqtt.topics import is_valid_topic_name
 
-from .auth import BadCredentials, Credentials, credentials, origin_for, refuse
+from .auth import Credentials, bridge_credentials, origin_for, refuse
 from .errors import send_error, send_json
 from .site import HTTPContext, JSONResource, answer_later
 
@@ -281,14 +281,8 @@ class PublishResource(JSONResource):
         self._context = context
 
     def render_POST(self, request: Request) -> int:
-        context = self._context
-        if context.broker.stopping:
-            send_error(request, 503, "the broker is shutting down", ReasonCode.SERVER_SHUTTING_DOWN)
-            return NOT_DONE_YET
-        try:
-            creds = credentials(request)
-        except BadCredentials as e:
-            send_error(request, 401, str(e), ReasonCode.BAD_USER_NAME_OR_PASSWORD)
+        creds = bridge_credentials(self._context, request)
+        if creds is None:
             return NOT_DONE_YET
         assert request.content is not None
         request.content.seek(0)

@@ -55,7 +55,7 @@ from mqttx.broker.admin import properties_to_json
 from mqttx.broker.bridge import BridgeClient, BridgeError, Delivery
 from mqttx.mqtt.reason_codes import ReasonCode, describe
 
-from .auth import BadCredentials, Credentials, credentials, origin_for, peer_of, refuse
+from .auth import Credentials, bridge_credentials, origin_for, peer_of, refuse
 from .errors import gone, send_error
 from .publish import BadRequest, parse_qos, query_args
 from .site import HTTPContext, JSONResource, answer_later
@@ -214,14 +214,8 @@ class SubscribeResource(JSONResource):
         return b""
 
     def render_GET(self, request: Request) -> int:
-        context = self._context
-        if context.broker.stopping:
-            send_error(request, 503, "the broker is shutting down", ReasonCode.SERVER_SHUTTING_DOWN)
-            return NOT_DONE_YET
-        try:
-            creds = credentials(request)
-        except BadCredentials as e:
-            send_error(request, 401, str(e), ReasonCode.BAD_USER_NAME_OR_PASSWORD)
+        creds = bridge_credentials(self._context, request)
+        if creds is None:
             return NOT_DONE_YET
         try:
             args = query_args(request)
