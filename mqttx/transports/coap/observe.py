@@ -80,6 +80,7 @@ class Observation:
     @ivar sequence: the last Observe value sent.
     @ivar unacknowledged: whether a confirmable notification awaits its ACK.
     @ivar dropped: messages dropped from the queue while waiting.
+    @ivar wildcard: whether the topic filter has wildcards.
     @ivar client: its bridge client, once admitted.
     """
 
@@ -116,7 +117,7 @@ class Observation:
         self._since_confirmable = 0
         self._clock = clock
         self._confirmed_at = clock.seconds()
-        self._wildcard = "+" in topic_filter or "#" in topic_filter
+        self.wildcard = "+" in topic_filter or "#" in topic_filter
         self._queue: deque[Delivery] = deque()
         self._started = False
 
@@ -189,7 +190,7 @@ class Observation:
             self.unacknowledged = True
             if self.client is not None:
                 self.client.pause()
-        response = response_for_delivery(delivery, location=self._wildcard)
+        response = response_for_delivery(delivery, location=self.wildcard)
         self._send(self, Notification(response, self.next_sequence(), confirmable))
 
 
@@ -222,53 +223,41 @@ def observe(
     @return: fires with the response and the observation (started once the
         caller has sent the response: call L{Observation.start}); never fails.
     """
-    return Deferred.fromCoroutine(
-        _observe(pubsub, request, source, key, client_id, send, on_end, confirmable_every, clock)
-    )
 
+    async def run() -> tuple[Response, Observation | None]:
+        if not source.rule.subscribe:
+            return diagnostic(Code.FORBIDDEN, "this source may not subscribe"), None
+        try:
+            topic_filter = topic_of(request.path, wildcards=True)
+            if request.query:
+                raise BadRequest("GET takes no query")
+        except BadRequest as e:
+            return diagnostic(Code.BAD_REQUEST, str(e)), None
+        observation = Observation(
+            key, topic_filter, source, send, on_end, confirmable_every=confirmable_every, clock=clock
+        )
+        try:
+            client = await pubsub.bridge.connect(pubsub.origin(source, client_id))
+        except BridgeError as e:
+            return refusal(e), None
+        observation.client = client
+        client.closed.addBoth(lambda _: observation.close())
+        try:
+            # QoS 1: while the observer is paused the broker queues rather than drops.
+            granted = await client.subscribe([(topic_filter, 1)], observation.deliver)
+        except BridgeError as e:
+            observation.close()
+            return refusal(e), None
+        if not granted or granted[0] >= 0x80:
+            observation.close()
+            code = granted[0] if granted else ReasonCode.UNSPECIFIED_ERROR
+            return refusal(BridgeError(code, "subscription refused")), None
+        # The retained messages were delivered (queued) before subscribe() returned.
+        if observation.closed:
+            return diagnostic(Code.SERVICE_UNAVAILABLE, "observation ended"), None
+        initial = None if observation.wildcard else observation.take_initial(topic_filter)
+        if initial is None:
+            return Response(Code.CONTENT), observation
+        return response_for_delivery(initial), observation
 
-async def _observe(
-    pubsub: PubSub,
-    request: Request,
-    source: Source,
-    key: object,
-    client_id: str,
-    send: Callable[[Observation, Notification], None],
-    on_end: Callable[[Observation], None],
-    confirmable_every: int,
-    clock: IReactorTime,
-) -> tuple[Response, Observation | None]:
-    if not source.rule.subscribe:
-        return diagnostic(Code.FORBIDDEN, "this source may not subscribe"), None
-    try:
-        topic_filter = topic_of(request.path, wildcards=True)
-        if request.query:
-            raise BadRequest("GET takes no query")
-    except BadRequest as e:
-        return diagnostic(Code.BAD_REQUEST, str(e)), None
-    observation = Observation(
-        key, topic_filter, source, send, on_end, confirmable_every=confirmable_every, clock=clock
-    )
-    try:
-        client = await pubsub.bridge.connect(pubsub.origin(source, client_id))
-    except BridgeError as e:
-        return refusal(e), None
-    observation.client = client
-    client.closed.addBoth(lambda _: observation.close())
-    try:
-        # QoS 1: while the observer is paused the broker queues rather than drops.
-        granted = await client.subscribe([(topic_filter, 1)], observation.deliver)
-    except BridgeError as e:
-        observation.close()
-        return refusal(e), None
-    if not granted or granted[0] >= 0x80:
-        observation.close()
-        code = granted[0] if granted else ReasonCode.UNSPECIFIED_ERROR
-        return refusal(BridgeError(code, "subscription refused")), None
-    # The retained messages were delivered (queued) before subscribe() returned.
-    if observation.closed:
-        return diagnostic(Code.SERVICE_UNAVAILABLE, "observation ended"), None
-    initial = None if "+" in topic_filter or "#" in topic_filter else observation.take_initial(topic_filter)
-    if initial is None:
-        return Response(Code.CONTENT), observation
-    return response_for_delivery(initial), observation
+    return Deferred.fromCoroutine(run())
