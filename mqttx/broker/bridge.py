@@ -28,7 +28,7 @@ import hmac
 import secrets
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -225,6 +225,7 @@ class BridgeClient:
 
 #: A cached client's key: listener, user name, HMAC of the password, client id.
 _Key = tuple[str, str | None, bytes | None, str, bool]
+_T = TypeVar("_T")
 
 
 @dataclass(slots=True)
@@ -402,33 +403,35 @@ class Bridge:
                 return waiter
         entry = self._cache[key] = _Cached(waiters=[], used_at=now)
         d = self.connect(origin)
-        d.addCallbacks(self._cache_admitted, self._cache_refused, callbackArgs=(key, entry), errbackArgs=(key, entry))
+        d.addBoth(self._admission_done, key, entry)
         return d
 
-    def _cache_admitted(self, client: BridgeClient, key: _Key, entry: _Cached) -> BridgeClient:
+    def _admission_done(
+        self, result: BridgeClient | Failure, key: _Key, entry: _Cached
+    ) -> BridgeClient | Failure:
+        """
+        The admission of a cached client is over: keep the client (until the
+        broker ends it or it idles) or forget the refusal, and pass the
+        result on to the requests that waited for it.
+        """
         waiters, entry.waiters = entry.waiters or [], None
-        entry.client = client
-        client.closed.addCallback(self._uncache, key, entry)
-        entry.timer = self._clock.callLater(self._idle, self._idle_check, key, entry)
+        if isinstance(result, Failure):
+            self._uncache(None, key, entry)
+        else:
+            entry.client = result
+            result.closed.addCallback(self._uncache, key, entry)
+            entry.timer = self._clock.callLater(self._idle, self._idle_check, key, entry)
         for waiter in waiters:
-            waiter.callback(client)
-        return client
+            waiter.callback(result)  # A Failure runs the waiter's errbacks.
+        return result
 
-    def _cache_refused(self, failure: Failure, key: _Key, entry: _Cached) -> Failure:
-        if self._cache.get(key) is entry:
-            del self._cache[key]
-        waiters, entry.waiters = entry.waiters or [], None
-        for waiter in waiters:
-            waiter.errback(failure)
-        return failure
-
-    def _uncache(self, code: ReasonCode, key: _Key, entry: _Cached) -> ReasonCode:
+    def _uncache(self, passed: _T, key: _Key, entry: _Cached) -> _T:
         if self._cache.get(key) is entry:
             del self._cache[key]
         if entry.timer is not None and entry.timer.active():
             entry.timer.cancel()
         entry.timer = None
-        return code
+        return passed
 
     def _idle_check(self, key: _Key, entry: _Cached) -> None:
         entry.timer = None
