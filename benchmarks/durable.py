@@ -33,16 +33,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
-import json
 import os
 import platform
-import resource
 import struct
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -54,9 +52,18 @@ from benchmarks.brokers import (
     RunningBroker,
     start_broker,
 )
-from benchmarks.pyload import cpu_stat, proc_cpu_s, proc_rss_kb, utf8, varint
+from benchmarks.common import Affinity, add_run_options, cpu_set, finish, write_record
+from benchmarks.pyload import cpu_busy, cpu_stat, proc_cpu_s, proc_rss_kb, self_cpu_s, utf8, varint
 from benchmarks.run import contention_note, git_commit, pin_prefix, raise_fd_limit
-from benchmarks.summary import format_stats, stats
+from benchmarks.summary import (
+    disturbed_text,
+    figure_text,
+    format_stats,
+    json_objects,
+    load_range,
+    progress_line,
+    stats,
+)
 
 __all__ = [
     "Case",
@@ -213,20 +220,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="sync with 10 and batch with 100 publishers for 1 s, verified; exit 1 on any problem",
     )
-    p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
-    p.add_argument("--broker-cpu", default="0", help="CPU list for the broker (default 0)")
-    p.add_argument("--load-cpu", default="1", help="CPU list for this generator (default 1)")
-    p.add_argument("--python", default=sys.executable, help="interpreter that runs mqttx")
-    p.add_argument("--out", type=Path, help="directory for the runs (default: a new temporary one)")
-    p.add_argument("--jsonl", type=Path, help="also append the JSON lines to this file")
-    p.add_argument(
-        "--summarize",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="FILE",
-        help="print the summary of JSON lines saved earlier, and run nothing",
-    )
+    add_run_options(p)
     return p
 
 
@@ -695,13 +689,13 @@ async def drive(
     await asyncio.sleep(opts.warmup)
     pid = broker_pid or 0
     cpus0 = cpu_stat()
-    t0, self0, broker0 = time.monotonic(), _self_cpu_s(), proc_cpu_s(pid)
+    t0, self0, broker0 = time.monotonic(), self_cpu_s(), proc_cpu_s(pid)
     threads0 = thread_cpu_s(pid) if pid else (-1.0, -1.0)
     received0 = sum(s.received for s in subs)
     load.measuring = True
     await asyncio.sleep(opts.duration)
     load.measuring = False
-    t1, self1, broker1 = time.monotonic(), _self_cpu_s(), proc_cpu_s(pid)
+    t1, self1, broker1 = time.monotonic(), self_cpu_s(), proc_cpu_s(pid)
     threads1 = thread_cpu_s(pid) if pid else (-1.0, -1.0)
     cpus1 = cpu_stat()
     received1 = sum(s.received for s in subs)
@@ -748,7 +742,7 @@ async def drive(
         self_cpu_s=round(self1 - self0, 4),
         ack_p50_ms=_percentile(lat, 0.5),
         ack_p99_ms=_percentile(lat, 0.99),
-        cpus=_cpu_busy(cpus0, cpus1),
+        cpus=cpu_busy(cpus0, cpus1),
         errors=list(load.errors),
         unexpected_closes=load.unexpected_closes,
     )
@@ -788,20 +782,6 @@ async def verify(
         "subscribers": [s.report() for s in subs],
         "errors": list(load.errors),
     }
-
-
-def _self_cpu_s() -> float:
-    r = resource.getrusage(resource.RUSAGE_SELF)
-    return r.ru_utime + r.ru_stime
-
-
-def _cpu_busy(
-    before: Sequence[tuple[int, int, int]], after: Sequence[tuple[int, int, int]]
-) -> list[float]:
-    out = []
-    for (b0, _, t0), (b1, _, t1) in zip(before, after, strict=False):
-        out.append(round(100.0 * (b1 - b0) / (t1 - t0), 1) if t1 > t0 else 0.0)
-    return out
 
 
 # --- figures, checks and the summary ------------------------------------
@@ -929,33 +909,6 @@ def summary_table(records: Iterable[Mapping[str, Any]]) -> str:
 # --- running ------------------------------------------------------------
 
 
-@dataclass
-class _Affinity:
-    """
-    Pins this process (the generator) to CPUs for the duration of a block.
-    """
-
-    cpus: set[int] | None
-    saved: set[int] = field(default_factory=set)
-
-    def __enter__(self) -> None:
-        if self.cpus:
-            self.saved = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, self.cpus)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.cpus and self.saved:
-            os.sched_setaffinity(0, self.saved)
-
-
-def _cpu_set(text: str) -> set[int]:
-    out: set[int] = set()
-    for part in text.split(","):
-        low, _, high = part.partition("-")
-        out.update(range(int(low), int(high or low) + 1))
-    return out
-
-
 def run_once(opts: DurableOptions, case: Case, round_: int, workdir: Path) -> dict[str, Any]:
     """
     One run: start the broker on a fresh database, drive it, stop it, and
@@ -1000,7 +953,7 @@ def run_once(opts: DurableOptions, case: Case, round_: int, workdir: Path) -> di
     )
     spec = BrokerSpec("mqttx", "mqttx", config=template, checkout=CHECKOUT)
     pin = pin_prefix(opts.broker_cpu, opts.pin)
-    load_cpus = _cpu_set(opts.load_cpu) if pin else None
+    load_cpus = cpu_set(opts.load_cpu) if pin else None
     try:
         broker: RunningBroker = start_broker(spec, rundir / "run", python=opts.python, pin=pin)
     except BrokerError as e:
@@ -1009,7 +962,7 @@ def run_once(opts: DurableOptions, case: Case, round_: int, workdir: Path) -> di
     record.update(broker_argv=broker.argv, broker_pid=broker.pid)
     raw: dict[str, Any] = {}
     try:
-        with _Affinity(load_cpus):
+        with Affinity(load_cpus):
             raw = asyncio.run(drive(broker.host, broker.port, broker.pid, opts, case.publishers))
         db_live: int | None = db_bytes(db)
         alive = broker.alive()
@@ -1032,7 +985,7 @@ def run_once(opts: DurableOptions, case: Case, round_: int, workdir: Path) -> di
             problems.append(f"verify: {e}")
         else:
             try:
-                with _Affinity(load_cpus):
+                with Affinity(load_cpus):
                     verified = asyncio.run(
                         verify(
                             again.host, again.port, opts.subscribers, raw["acked"], 30 + opts.drain
@@ -1075,34 +1028,15 @@ def load_durable_records(lines: Iterable[str]) -> list[dict[str, Any]]:
     The records of this benchmark among lines of text (other lines, a
     summary or the runner's records, are skipped).
     """
-    out: list[dict[str, Any]] = []
-    for line in lines:
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict) and value.get("bench") == "mqttx-durable":
-            out.append(value)
-    return out
+    return [v for v in json_objects(lines) if v.get("bench") == "mqttx-durable"]
 
 
 def describe(record: Mapping[str, Any]) -> str:
     """
     A one-line progress report of a run.
     """
-    if record.get("error"):
-        return f"ERROR: {record['error']}".splitlines()[0]
     m = record.get("metrics") or {}
-    parts = []
-    for key, head, digits in COLUMNS:
-        value = m.get(key)
-        parts.append(f"{head} {'–' if value is None else f'{value:,.{digits}f}'}")
-    verdict = "ok" if record.get("ok") else "FAILED: " + "; ".join(record.get("problems") or [])
-    notes = record.get("notes") or []
-    return ", ".join(parts) + f" — {verdict}" + (f" [{'; '.join(notes)}]" if notes else "")
+    return progress_line(record, (figure_text(h, m.get(key), d) for key, h, d in COLUMNS))
 
 
 def summary_text(records: Sequence[Mapping[str, Any]]) -> str:
@@ -1112,20 +1046,13 @@ def summary_text(records: Sequence[Mapping[str, Any]]) -> str:
     """
     first = records[0] if records else {}
     online = "online, acknowledging" if first.get("subscribers_online") else "offline"
-    loads = [r["loadavg"][0] for r in records if r.get("loadavg")]
-    load_text = f"{min(loads):.2f}–{max(loads):.2f}" if loads else "–"
     head = (
         f"## Durable QoS 1 throughput: {len(records)} runs, {first.get('subscribers')} persistent "
         f"subscriber(s) {online}, window {first.get('window')}, {first.get('size')} B payloads, "
-        f"{first.get('duration_s')} s measured; 1-minute load average at the runs' starts {load_text}"
+        f"{first.get('duration_s')} s measured; 1-minute load average at the runs' starts {load_range(records)}"
     )
     failed = [r for r in records if not r.get("ok")]
-    disturbed = sum(1 for r in records if r.get("notes"))
-    if disturbed:
-        head += (
-            f"\n\n{disturbed} of {len(records)} runs were disturbed: other processes kept the "
-            "pinned CPUs busy (see each run's notes)"
-        )
+    head += disturbed_text(sum(1 for r in records if r.get("notes")), len(records))
     tail = [
         f"- {r['durability']}/{r['publishers']} round {r['round']}: " + describe(r) for r in failed
     ]
@@ -1167,20 +1094,10 @@ def main(
         for round_ in range(1, opts.rounds + 1):
             record = run_once(opts, case, round_, workdir)
             records.append(record)
-            line = json.dumps(record, separators=(",", ":"))
-            print(line, file=out, flush=True)
-            if opts.jsonl is not None:
-                with opts.jsonl.open("a") as f:
-                    f.write(line + "\n")
+            write_record(record, out, opts.jsonl)
             print(f"[{case.name} {round_}/{opts.rounds}] {describe(record)}", file=err, flush=True)
     print(summary_text(records), file=out, flush=True)
-    failed = [r for r in records if r.get("error") or (opts.smoke and not r.get("ok"))]
-    print(
-        f"durable: {len(records) - len(failed)} runs ok, {len(failed)} failed, "
-        f"{time.monotonic() - started:.0f} s",
-        file=err,
-    )
-    return 1 if failed else 0
+    return finish("durable", records, opts.smoke, started, err)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ the same JSON line.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from benchmarks.scenarios import FULL_TIMING, SMOKE_TIMING, Scenario, Timing
+from benchmarks.summary import json_objects
 
 __all__ = [
     "PYLOAD",
@@ -135,15 +135,8 @@ def parse_output(stdout: str) -> dict[str, Any]:
 
     @raise GeneratorError: if there is no such line.
     """
-    for line in reversed(stdout.splitlines()):
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict) and value.get("tool") in _TOOLS:
+    for value in json_objects(reversed(stdout.splitlines())):
+        if value.get("tool") in _TOOLS:
             return value
     tail = stdout.strip().splitlines()[-1:] or ["(nothing)"]
     raise GeneratorError(f"no result line in the generator's output; last line: {tail[0][:200]}")

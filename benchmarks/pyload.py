@@ -155,6 +155,19 @@ def cpu_stat() -> list[tuple[int, int, int]]:
     return out
 
 
+def cpu_busy(
+    before: Sequence[tuple[int, int, int]], after: Sequence[tuple[int, int, int]]
+) -> list[float]:
+    """
+    Per CPU, the percentage of the time between two L{cpu_stat} readings
+    that it was busy.
+    """
+    out = []
+    for (b0, _, t0), (b1, _, t1) in zip(before, after, strict=False):
+        out.append(round(100.0 * (b1 - b0) / (t1 - t0), 1) if t1 > t0 else 0.0)
+    return out
+
+
 def tcp_mem_pages() -> int:
     try:
         with open("/proc/net/sockstat") as f:

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import resource
@@ -39,6 +38,7 @@ from benchmarks.brokers import (
     parse_broker_configs,
     start_broker,
 )
+from benchmarks.common import finish, write_record
 from benchmarks.loadgen import (
     GeneratorError,
     LoadGenerator,
@@ -66,6 +66,7 @@ from benchmarks.summary import (
     load_records,
     metric_table,
     parse_ratio,
+    progress_line,
 )
 
 __all__ = ["Options", "main", "parse_args"]
@@ -376,16 +377,12 @@ def describe(scenario: Scenario, record: dict[str, Any]) -> str:
     """
     A one-line progress report of a run.
     """
-    if record.get("error"):
-        return f"ERROR: {record['error']}".splitlines()[0]
     metrics = record.get("metrics") or {}
-    parts = []
-    for m in scenario.metrics:
-        value = metrics.get(m.key)
-        parts.append(f"{format_value(value, m.digits) if value is not None else '–'} {m.label}")
-    verdict = "ok" if record.get("ok") else "FAILED: " + "; ".join(record.get("problems") or [])
-    notes = record.get("notes") or []
-    return ", ".join(parts) + f" — {verdict}" + (f" [{'; '.join(notes)}]" if notes else "")
+    values = ((metrics.get(m.key), m) for m in scenario.metrics)
+    return progress_line(
+        record,
+        (f"{format_value(v, m.digits) if v is not None else '–'} {m.label}" for v, m in values),
+    )
 
 
 def run_once(
@@ -573,21 +570,11 @@ def main(
             for spec in opts.brokers:
                 record = run_once(opts, generator, scenario, spec, round_, workdir)
                 records.append(record)
-                line = json.dumps(record, separators=(",", ":"))
-                print(line, file=out, flush=True)
-                if opts.jsonl is not None:
-                    with opts.jsonl.open("a") as f:
-                        f.write(line + "\n")
+                write_record(record, out, opts.jsonl)
                 where = f"[{scenario.name} {round_}/{opts.rounds}] {spec.name}"
                 print(f"{where}: {describe(scenario, record)}", file=err, flush=True)
     print(summary_text(records, [b.name for b in opts.brokers], opts.ratios), file=out, flush=True)
-    failed = [r for r in records if r.get("error") or (opts.strict and not r.get("ok"))]
-    print(
-        f"benchmarks: {len(records) - len(failed)} runs ok, {len(failed)} failed, "
-        f"{time.monotonic() - started:.0f} s",
-        file=err,
-    )
-    return 1 if failed else 0
+    return finish("benchmarks", records, opts.strict, started, err)
 
 
 if __name__ == "__main__":

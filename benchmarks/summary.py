@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import statistics
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,11 +18,16 @@ __all__ = [
     "brokers_in",
     "checks_table",
     "default_ratios",
+    "disturbed_text",
+    "figure_text",
     "format_ratio",
     "format_value",
+    "json_objects",
+    "load_range",
     "load_records",
     "metric_table",
     "parse_ratio",
+    "progress_line",
     "ratio",
     "stats",
 ]
@@ -233,7 +238,14 @@ def load_records(lines: Iterable[str]) -> list[dict[str, Any]]:
     with a C{scenario} and a C{broker}; other lines (a summary table, logs)
     are skipped.
     """
-    out: list[dict[str, Any]] = []
+    return [v for v in json_objects(lines) if "scenario" in v and "broker" in v]
+
+
+def json_objects(lines: Iterable[str]) -> Iterator[dict[str, Any]]:
+    """
+    The lines of text that are JSON objects, decoded, in order; other lines
+    (a summary table, logs) are skipped.
+    """
     for line in lines:
         line = line.strip()
         if not line.startswith("{"):
@@ -242,6 +254,45 @@ def load_records(lines: Iterable[str]) -> list[dict[str, Any]]:
             value = json.loads(line)
         except ValueError:
             continue
-        if isinstance(value, dict) and "scenario" in value and "broker" in value:
-            out.append(value)
-    return out
+        if isinstance(value, dict):
+            yield value
+
+
+def figure_text(head: str, value: float | None, digits: int) -> str:
+    """
+    A figure of a progress report: its heading and value, or a dash.
+    """
+    return f"{head} {'–' if value is None else f'{value:,.{digits}f}'}"
+
+
+def progress_line(record: Mapping[str, Any], parts: Iterable[str]) -> str:
+    """
+    A one-line progress report of a run: its error, or the figures given,
+    the verdict of its checks and its notes.
+    """
+    if record.get("error"):
+        return f"ERROR: {record['error']}".splitlines()[0]
+    text = ", ".join(parts)
+    verdict = "ok" if record.get("ok") else "FAILED: " + "; ".join(record.get("problems") or [])
+    notes = record.get("notes") or []
+    return text + f" — {verdict}" + (f" [{'; '.join(notes)}]" if notes else "")
+
+
+def load_range(records: Iterable[Mapping[str, Any]]) -> str:
+    """
+    The lowest and highest 1-minute load average at the runs' starts.
+    """
+    loads = [r["loadavg"][0] for r in records if r.get("loadavg")]
+    return f"{min(loads):.2f}–{max(loads):.2f}" if loads else "–"
+
+
+def disturbed_text(disturbed: int, runs: int) -> str:
+    """
+    The summary's note of the runs that other processes disturbed, if any.
+    """
+    if not disturbed:
+        return ""
+    return (
+        f"\n\n{disturbed} of {runs} runs were disturbed: other processes kept the "
+        "pinned CPUs busy (see each run's notes)"
+    )

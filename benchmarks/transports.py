@@ -45,7 +45,6 @@ import argparse
 import asyncio
 import datetime
 import functools
-import json
 import os
 import platform
 import random
@@ -55,7 +54,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -69,9 +68,21 @@ from benchmarks.brokers import (
     start_broker,
 )
 from benchmarks.certs import ServerFiles, make_server_files
-from benchmarks.pyload import cpu_stat, proc_cpu_s, proc_rss_kb, self_cpu_s, utf8, varint
+from benchmarks.common import Affinity, add_run_options, cpu_set, finish, write_record
+from benchmarks.durable import connect_packet, subscribe_packet
+from benchmarks.pyload import cpu_busy, cpu_stat, proc_cpu_s, proc_rss_kb, self_cpu_s, utf8, varint
 from benchmarks.run import contention_note, git_commit, pin_prefix, raise_fd_limit
-from benchmarks.summary import format_ratio, format_stats, ratio, stats
+from benchmarks.summary import (
+    disturbed_text,
+    figure_text,
+    format_ratio,
+    format_stats,
+    json_objects,
+    load_range,
+    progress_line,
+    ratio,
+    stats,
+)
 from benchmarks.wsclient import (
     OP_BINARY,
     OP_CLOSE,
@@ -269,20 +280,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="every case about a second, mqttx only unless --brokers; exit 1 on any problem",
     )
-    p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
-    p.add_argument("--broker-cpu", default="0", help="CPU list for the broker (default 0)")
-    p.add_argument("--load-cpu", default="1", help="CPU list for this generator (default 1)")
-    p.add_argument("--python", default=sys.executable, help="interpreter that runs mqttx")
-    p.add_argument("--out", type=Path, help="directory for the runs (default: a new temporary one)")
-    p.add_argument("--jsonl", type=Path, help="also append the JSON lines to this file")
-    p.add_argument(
-        "--summarize",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="FILE",
-        help="print the summary of JSON lines saved earlier, and run nothing",
-    )
+    add_run_options(p)
     return p
 
 
@@ -378,25 +376,6 @@ def render_certificates(template: str, files: ServerFiles) -> str:
     )
 
 
-# --- MQTT 3.1.1, as much as the generator needs ---------------------------
-
-
-def connect_packet(client_id: str, keepalive: int = 60) -> bytes:
-    """
-    An MQTT 3.1.1 CONNECT with a clean session.
-    """
-    body = utf8("MQTT") + bytes([4, 0x02]) + keepalive.to_bytes(2, "big") + utf8(client_id)
-    return b"\x10" + varint(len(body)) + body
-
-
-def subscribe_packet(topic_filter: str, qos: int) -> bytes:
-    """
-    An MQTT 3.1.1 SUBSCRIBE of one filter, packet identifier 1.
-    """
-    body = b"\x00\x01" + utf8(topic_filter) + bytes([qos])
-    return b"\x82" + varint(len(body)) + body
-
-
 # --- the load generator ---------------------------------------------------
 
 
@@ -487,7 +466,7 @@ class _Connection(asyncio.Protocol):
             target = self.load.target
             transport.write(handshake_request(target.host, target.port, WS_PATH, self.ws_key))
         else:
-            transport.write(connect_packet(self.client_id))
+            transport.write(connect_packet(self.client_id, clean=True))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.transport = None
@@ -516,7 +495,7 @@ class _Connection(asyncio.Protocol):
                     return
                 self.handshaking = False
                 self.answer = b""
-                self.send([connect_packet(self.client_id)])
+                self.send([connect_packet(self.client_id, clean=True)])
                 data = head[end + 4 :]
                 if not data:
                     return
@@ -797,15 +776,6 @@ def _snapshot(pid: int, load: _Load) -> dict[str, Any]:
     }
 
 
-def _cpu_busy(
-    before: Sequence[tuple[int, int, int]], after: Sequence[tuple[int, int, int]]
-) -> list[float]:
-    out = []
-    for (b0, _, t0), (b1, _, t1) in zip(before, after, strict=False):
-        out.append(round(100.0 * (b1 - b0) / (t1 - t0), 1) if t1 > t0 else 0.0)
-    return out
-
-
 def _all_delivered(load: _Load) -> bool:
     for p in load.publishers:
         if p.outstanding:
@@ -887,7 +857,7 @@ async def drive(target: _Target, pid: int, opts: TransportOptions, case: Case) -
         "broker_cpu_s": round(broker_cpu, 4) if broker_cpu is not None else None,
         "self_cpu_s": round(after["self_cpu"] - before["self_cpu"], 4),
         "broker_rss_kb": rss_kb if rss_kb >= 0 else None,
-        "cpus": _cpu_busy(before["cpus"], after["cpus"]),
+        "cpus": cpu_busy(before["cpus"], after["cpus"]),
         "cipher": load.cipher,
         "errors": list(load.errors),
         "unexpected_closes": load.unexpected_closes,
@@ -952,18 +922,7 @@ def load_transport_records(lines: Iterable[str]) -> list[dict[str, Any]]:
     The records of this benchmark among lines of text (a summary or other
     benchmarks' records are skipped).
     """
-    out: list[dict[str, Any]] = []
-    for line in lines:
-        line = line.strip()
-        if not line.startswith("{"):
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(value, dict) and value.get("bench") == BENCH:
-            out.append(value)
-    return out
+    return [v for v in json_objects(lines) if v.get("bench") == BENCH]
 
 
 def _in_order(values: Iterable[Any], order: Sequence[Any]) -> list[Any]:
@@ -1076,22 +1035,18 @@ def describe(record: Mapping[str, Any]) -> str:
     """
     A one-line progress report of a run.
     """
-    if record.get("error"):
-        return f"ERROR: {record['error']}".splitlines()[0]
-    parts = []
-    for key, head, digits in (
-        ("delivered_per_s", "msg/s", 0),
-        ("broker_cpu_us_per_msg", "broker µs/msg", 2),
-        ("broker_cpu_pct", "broker CPU %", 0),
-        ("gen_cpu_pct", "generator CPU %", 0),
-    ):
-        value = record.get(key)
-        parts.append(f"{head} {'–' if value is None else f'{value:,.{digits}f}'}")
+    parts = [
+        figure_text(head, record.get(key), digits)
+        for key, head, digits in (
+            ("delivered_per_s", "msg/s", 0),
+            ("broker_cpu_us_per_msg", "broker µs/msg", 2),
+            ("broker_cpu_pct", "broker CPU %", 0),
+            ("gen_cpu_pct", "generator CPU %", 0),
+        )
+    ]
     rss = record.get("broker_rss_kb")
     parts.append(f"RSS {'–' if rss is None else f'{rss / 1024:.1f} MB'}")
-    verdict = "ok" if record.get("ok") else "FAILED: " + "; ".join(record.get("problems") or [])
-    notes = record.get("notes") or []
-    return ", ".join(parts) + f" — {verdict}" + (f" [{'; '.join(notes)}]" if notes else "")
+    return progress_line(record, parts)
 
 
 def summary_text(records: Sequence[Mapping[str, Any]]) -> str:
@@ -1100,8 +1055,6 @@ def summary_text(records: Sequence[Mapping[str, Any]]) -> str:
     table, the cost over TCP, the load averages seen and the failures.
     """
     first = records[0] if records else {}
-    loads = [r["loadavg"][0] for r in records if r.get("loadavg")]
-    load_text = f"{min(loads):.2f}–{max(loads):.2f}" if loads else "–"
     rounds = max((int(r.get("round") or 0) for r in records), default=0)
     ciphers = sorted({str(r["cipher"]) for r in records if r.get("cipher")})
     inflight = next((r["inflight"] for r in records if r.get("inflight")), None)
@@ -1109,7 +1062,7 @@ def summary_text(records: Sequence[Mapping[str, Any]]) -> str:
         f"## Transports: {len(records)} runs, {rounds} round(s), fan {first.get('fan')}, "
         f"{first.get('size')} B payloads, window {first.get('window')}, QoS 1 in flight "
         f"{inflight}, {first.get('duration_s')} s measured; 1-minute load average "
-        f"at the runs' starts {load_text}"
+        f"at the runs' starts {load_range(records)}"
     )
     if ciphers:
         head += f"; TLS: {', '.join(ciphers)}"
@@ -1118,11 +1071,7 @@ def summary_text(records: Sequence[Mapping[str, Any]]) -> str:
         for r in records
         if any(str(n).startswith("other processes") for n in r.get("notes") or [])
     )
-    if disturbed:
-        head += (
-            f"\n\n{disturbed} of {len(records)} runs were disturbed: other processes kept the "
-            "pinned CPUs busy (see each run's notes)"
-        )
+    head += disturbed_text(disturbed, len(records))
     parts = ["", head, "", summary_table(records)]
     relative = relative_table(records)
     if relative:
@@ -1139,33 +1088,6 @@ def summary_text(records: Sequence[Mapping[str, Any]]) -> str:
 
 
 # --- running ------------------------------------------------------------
-
-
-@dataclass
-class _Affinity:
-    """
-    Pins this process (the generator) to CPUs for the duration of a block.
-    """
-
-    cpus: set[int] | None
-    saved: set[int] = field(default_factory=set)
-
-    def __enter__(self) -> None:
-        if self.cpus:
-            self.saved = os.sched_getaffinity(0)
-            os.sched_setaffinity(0, self.cpus)
-
-    def __exit__(self, *exc: object) -> None:
-        if self.cpus and self.saved:
-            os.sched_setaffinity(0, self.saved)
-
-
-def _cpu_set(text: str) -> set[int]:
-    out: set[int] = set()
-    for part in text.split(","):
-        low, _, high = part.partition("-")
-        out.update(range(int(low), int(high or low) + 1))
-    return out
 
 
 def _client_tls(files: ServerFiles) -> ssl.SSLContext:
@@ -1243,7 +1165,7 @@ def run_transport(
     template = rundir / f"template{spec.config.suffix}"
     template.write_text(render_certificates(spec.config.read_text(), files))
     pin = pin_prefix(opts.broker_cpu, opts.pin)
-    load_cpus = _cpu_set(opts.load_cpu) if pin else None
+    load_cpus = cpu_set(opts.load_cpu) if pin else None
     try:
         broker: RunningBroker = start_broker(
             replace(spec, config=template),
@@ -1278,7 +1200,7 @@ def run_transport(
                 record["error"] = "the broker exited:\n" + broker.log_tail()
                 continue
             try:
-                with _Affinity(load_cpus):
+                with Affinity(load_cpus):
                     raw = asyncio.run(drive(target, broker.pid or 0, opts, case))
             except (OSError, TimeoutError, ssl.SSLError) as e:
                 record["error"] = f"{type(e).__name__}: {e}"
@@ -1365,24 +1287,14 @@ def main(
             for spec in opts.brokers:
                 for record in run_transport(opts, spec, transport, round_, workdir, files):
                     records.append(record)
-                    line = json.dumps(record, separators=(",", ":"))
-                    print(line, file=out, flush=True)
-                    if opts.jsonl is not None:
-                        with opts.jsonl.open("a") as f:
-                            f.write(line + "\n")
+                    write_record(record, out, opts.jsonl)
                     where = (
                         f"[{round_}/{opts.rounds}] {spec.name} {transport}/{record['shape']}"
                         f"/q{record['qos']}"
                     )
                     print(f"{where}: {describe(record)}", file=err, flush=True)
     print(summary_text(records), file=out, flush=True)
-    failed = [r for r in records if r.get("error") or (opts.smoke and not r.get("ok"))]
-    print(
-        f"transports: {len(records) - len(failed)} runs ok, {len(failed)} failed, "
-        f"{time.monotonic() - started:.0f} s",
-        file=err,
-    )
-    return 1 if failed else 0
+    return finish("transports", records, opts.smoke, started, err)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,108 @@
+# -*- test-case-name: tests.benchmarks -*-
+"""
+What the benchmark commands share: the options of a run that pins its own
+generator (C{benchmarks.durable}, C{benchmarks.transports}), that pinning,
+and writing the records out as they come.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+__all__ = [
+    "Affinity",
+    "add_run_options",
+    "cpu_set",
+    "finish",
+    "write_record",
+]
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """
+    Add the options of a benchmark whose generator is this process:
+    pinning (C{--no-pin}, C{--broker-cpu}, C{--load-cpu}), C{--python},
+    C{--out}, C{--jsonl} and C{--summarize}.
+    """
+    p.add_argument("--no-pin", action="store_true", help="do not pin with taskset")
+    p.add_argument("--broker-cpu", default="0", help="CPU list for the broker (default 0)")
+    p.add_argument("--load-cpu", default="1", help="CPU list for this generator (default 1)")
+    p.add_argument("--python", default=sys.executable, help="interpreter that runs mqttx")
+    p.add_argument("--out", type=Path, help="directory for the runs (default: a new temporary one)")
+    p.add_argument("--jsonl", type=Path, help="also append the JSON lines to this file")
+    p.add_argument(
+        "--summarize",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="print the summary of JSON lines saved earlier, and run nothing",
+    )
+
+
+@dataclass
+class Affinity:
+    """
+    Pins this process (the generator) to CPUs for the duration of a block.
+    """
+
+    cpus: set[int] | None
+    saved: set[int] = field(default_factory=set)
+
+    def __enter__(self) -> None:
+        if self.cpus:
+            self.saved = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, self.cpus)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.cpus and self.saved:
+            os.sched_setaffinity(0, self.saved)
+
+
+def cpu_set(text: str) -> set[int]:
+    """
+    The CPUs of a C{taskset} CPU list such as C{0,2-3}.
+    """
+    out: set[int] = set()
+    for part in text.split(","):
+        low, _, high = part.partition("-")
+        out.update(range(int(low), int(high or low) + 1))
+    return out
+
+
+def write_record(record: Mapping[str, Any], out: TextIO, jsonl: Path | None) -> None:
+    """
+    Print a run's record as one JSON line on C{out} and, if given, append
+    it to C{jsonl}.
+    """
+    line = json.dumps(record, separators=(",", ":"))
+    print(line, file=out, flush=True)
+    if jsonl is not None:
+        with jsonl.open("a") as f:
+            f.write(line + "\n")
+
+
+def finish(
+    name: str, records: Sequence[Mapping[str, Any]], strict: bool, started: float, err: TextIO
+) -> int:
+    """
+    Report how many runs failed: those that could not be made and, if
+    C{strict}, those that failed a check.
+
+    @return: the exit status, 1 if any failed, else 0.
+    """
+    failed = [r for r in records if r.get("error") or (strict and not r.get("ok"))]
+    print(
+        f"{name}: {len(records) - len(failed)} runs ok, {len(failed)} failed, "
+        f"{time.monotonic() - started:.0f} s",
+        file=err,
+    )
+    return 1 if failed else 0
