@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.benchmarks -*-
+# -*- test-case-name: tests.benchmarks.test_common -*-
 """
 What the benchmark commands share: the options of a run that pins its own
 generator (C{benchmarks.durable}, C{benchmarks.transports}), that pinning,
@@ -11,8 +11,9 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -20,8 +21,11 @@ from typing import Any, TextIO
 __all__ = [
     "Affinity",
     "add_run_options",
+    "add_summarize_option",
     "cpu_set",
     "finish",
+    "make_workdir",
+    "read_records",
     "write_record",
 ]
 
@@ -38,6 +42,13 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--python", default=sys.executable, help="interpreter that runs mqttx")
     p.add_argument("--out", type=Path, help="directory for the runs (default: a new temporary one)")
     p.add_argument("--jsonl", type=Path, help="also append the JSON lines to this file")
+    add_summarize_option(p)
+
+
+def add_summarize_option(p: argparse.ArgumentParser) -> None:
+    """
+    Add C{--summarize FILE} (repeatable): summarize saved runs instead.
+    """
     p.add_argument(
         "--summarize",
         action="append",
@@ -76,6 +87,28 @@ def cpu_set(text: str) -> set[int]:
         low, _, high = part.partition("-")
         out.update(range(int(low), int(high or low) + 1))
     return out
+
+
+def read_records(
+    paths: Iterable[Path], select: Callable[[Iterable[str]], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
+    """
+    The records that C{select} finds in each file, in order.
+    """
+    records: list[dict[str, Any]] = []
+    for path in paths:
+        records += select(path.read_text().splitlines())
+    return records
+
+
+def make_workdir(out: Path | None, prefix: str) -> Path:
+    """
+    The directory for the runs: C{out}, made if missing, or a new temporary
+    one whose name starts with C{prefix}.
+    """
+    path = out or Path(tempfile.mkdtemp(prefix=prefix))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def write_record(record: Mapping[str, Any], out: TextIO, jsonl: Path | None) -> None:

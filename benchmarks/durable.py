@@ -37,7 +37,6 @@ import os
 import platform
 import struct
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -52,7 +51,15 @@ from benchmarks.brokers import (
     RunningBroker,
     start_broker,
 )
-from benchmarks.common import Affinity, add_run_options, cpu_set, finish, write_record
+from benchmarks.common import (
+    Affinity,
+    add_run_options,
+    cpu_set,
+    finish,
+    make_workdir,
+    read_records,
+    write_record,
+)
 from benchmarks.pyload import cpu_busy, cpu_stat, proc_cpu_s, proc_rss_kb, self_cpu_s, utf8, varint
 from benchmarks.run import contention_note, git_commit, pin_prefix, raise_fd_limit
 from benchmarks.summary import (
@@ -1049,7 +1056,8 @@ def summary_text(records: Sequence[Mapping[str, Any]]) -> str:
     head = (
         f"## Durable QoS 1 throughput: {len(records)} runs, {first.get('subscribers')} persistent "
         f"subscriber(s) {online}, window {first.get('window')}, {first.get('size')} B payloads, "
-        f"{first.get('duration_s')} s measured; 1-minute load average at the runs' starts {load_range(records)}"
+        f"{first.get('duration_s')} s measured; 1-minute load average at the runs' starts "
+        f"{load_range(records)}"
     )
     failed = [r for r in records if not r.get("ok")]
     head += disturbed_text(sum(1 for r in records if r.get("notes")), len(records))
@@ -1072,19 +1080,15 @@ def main(
     err = err or sys.stderr
     opts = parse_args(argv)
     if opts.summarize:
-        saved: list[dict[str, Any]] = []
-        for path in opts.summarize:
-            saved += load_durable_records(path.read_text().splitlines())
-        print(summary_text(saved), file=out)
+        print(summary_text(read_records(opts.summarize, load_durable_records)), file=out)
         return 0
     raise_fd_limit()
-    workdir = opts.out or Path(tempfile.mkdtemp(prefix="mqttx-durable-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    runs = make_workdir(opts.out, "mqttx-durable-")
     print(
         f"durable: {len(opts.cases)} case(s) × {opts.rounds} round(s), "
         f"{opts.subscribers} subscriber(s) {'online' if opts.online else 'offline'}, "
         f"pinning {'on' if pin_prefix('0', opts.pin) else 'off'}, {platform.node()}, "
-        f"runs in {workdir}",
+        f"runs in {runs}",
         file=err,
         flush=True,
     )
@@ -1092,7 +1096,7 @@ def main(
     started = time.monotonic()
     for case in opts.cases:
         for round_ in range(1, opts.rounds + 1):
-            record = run_once(opts, case, round_, workdir)
+            record = run_once(opts, case, round_, runs)
             records.append(record)
             write_record(record, out, opts.jsonl)
             print(f"[{case.name} {round_}/{opts.rounds}] {describe(record)}", file=err, flush=True)

@@ -23,7 +23,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,7 +37,13 @@ from benchmarks.brokers import (
     parse_broker_configs,
     start_broker,
 )
-from benchmarks.common import finish, write_record
+from benchmarks.common import (
+    add_summarize_option,
+    finish,
+    make_workdir,
+    read_records,
+    write_record,
+)
 from benchmarks.loadgen import (
     GeneratorError,
     LoadGenerator,
@@ -189,14 +194,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SCENARIO:KIND",
         help="treat a problem of KIND (lost, dup, ...) in SCENARIO as a note, not a failure",
     )
-    p.add_argument(
-        "--summarize",
-        action="append",
-        default=[],
-        type=Path,
-        metavar="FILE",
-        help="print the summary of JSON lines saved earlier, and run nothing",
-    )
+    add_summarize_option(p)
     p.add_argument("--list", action="store_true", help="list the scenarios and exit")
     return p
 
@@ -535,9 +533,7 @@ def main(
             print(f"{s.name:8} {s.title}", file=out)
         return 0
     if opts.summarize:
-        saved: list[dict[str, Any]] = []
-        for path in opts.summarize:
-            saved += load_records(path.read_text().splitlines())
+        saved = read_records(opts.summarize, load_records)
         names = brokers_in(saved)
         try:
             ratios = [parse_ratio(r, names) for r in opts.ratio_texts] or None
@@ -552,14 +548,13 @@ def main(
         print(f"benchmarks: {e}", file=err)
         return 2
     raise_fd_limit()
-    workdir = opts.out or Path(tempfile.mkdtemp(prefix="mqttx-bench-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    logs = make_workdir(opts.out, "mqttx-bench-")
     listed = ", ".join(b.name for b in opts.brokers)
     print(
         f"benchmarks: generator {generator.name}, brokers {listed}, "
         f"{opts.rounds} round(s), MQTT level {opts.mqtt}, "
         f"pinning {'on' if pin_prefix('0', opts.pin) else 'off'}, "
-        f"{platform.node()}, logs in {workdir}",
+        f"{platform.node()}, logs in {logs}",
         file=err,
         flush=True,
     )
@@ -568,7 +563,7 @@ def main(
     for scenario in opts.scenarios:
         for round_ in range(1, opts.rounds + 1):
             for spec in opts.brokers:
-                record = run_once(opts, generator, scenario, spec, round_, workdir)
+                record = run_once(opts, generator, scenario, spec, round_, logs)
                 records.append(record)
                 write_record(record, out, opts.jsonl)
                 where = f"[{scenario.name} {round_}/{opts.rounds}] {spec.name}"

@@ -68,7 +68,15 @@ from benchmarks.brokers import (
     start_broker,
 )
 from benchmarks.certs import ServerFiles, make_server_files
-from benchmarks.common import Affinity, add_run_options, cpu_set, finish, write_record
+from benchmarks.common import (
+    Affinity,
+    add_run_options,
+    cpu_set,
+    finish,
+    make_workdir,
+    read_records,
+    write_record,
+)
 from benchmarks.durable import connect_packet, subscribe_packet
 from benchmarks.pyload import cpu_busy, cpu_stat, proc_cpu_s, proc_rss_kb, self_cpu_s, utf8, varint
 from benchmarks.run import contention_note, git_commit, pin_prefix, raise_fd_limit
@@ -1262,21 +1270,17 @@ def main(
     err = err or sys.stderr
     opts = parse_args(argv)
     if opts.summarize:
-        saved: list[dict[str, Any]] = []
-        for path in opts.summarize:
-            saved += load_transport_records(path.read_text().splitlines())
-        print(summary_text(saved), file=out)
+        print(summary_text(read_records(opts.summarize, load_transport_records)), file=out)
         return 0
     raise_fd_limit()
-    workdir = opts.out or Path(tempfile.mkdtemp(prefix="mqttx-transports-"))
-    workdir.mkdir(parents=True, exist_ok=True)
+    runs = make_workdir(opts.out, "mqttx-transports-")
     files = make_server_files(Path(tempfile.mkdtemp(prefix="mqttx-transports-tls-")))
     print(
         f"transports: brokers {', '.join(b.name for b in opts.brokers)}, "
         f"transports {','.join(opts.transports)}, {opts.rounds} round(s) × "
         f"{len(opts.cases(opts.transports[0]))} case(s) per transport, "
         f"pinning {'on' if pin_prefix('0', opts.pin) else 'off'}, {platform.node()}, "
-        f"runs in {workdir}",
+        f"runs in {runs}",
         file=err,
         flush=True,
     )
@@ -1285,7 +1289,7 @@ def main(
     for round_ in range(1, opts.rounds + 1):
         for transport in opts.transports:
             for spec in opts.brokers:
-                for record in run_transport(opts, spec, transport, round_, workdir, files):
+                for record in run_transport(opts, spec, transport, round_, runs, files):
                     records.append(record)
                     write_record(record, out, opts.jsonl)
                     where = (
