@@ -24,7 +24,7 @@ from mqttx.systemd import notify
 from mqttx.transports.mqtt import MQTTServerFactory
 
 from .test_service import IN_MEMORY, Fakes, two_listeners
-from .test_twistd import START_TIMEOUT, STOP_TIMEOUT, TWISTD, TwistdProcess, free_port
+from .test_twistd import START_TIMEOUT, STOP_TIMEOUT, TwistdProcess, free_port, mqttx_argv
 
 
 class NotifySocket:
@@ -162,7 +162,7 @@ class TwistdNotifyTests(SynchronousTestCase):
                 "logging: {format: json}\n"
             )
         self.patch(os, "environ", {**os.environ, "NOTIFY_SOCKET": target.address})
-        twistd = TwistdProcess(self, [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", config])
+        twistd = TwistdProcess(self, mqttx_argv(config))
         # real-time: a child interpreter starting.
         ready = target.received(START_TIMEOUT)
         self.assertEqual([m.splitlines()[0] for m in ready], ["READY=1"], twistd.stdout + twistd.stderr)

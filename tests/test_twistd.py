@@ -173,6 +173,46 @@ class TwistdProcess:
         return None
 
 
+def mqttx_argv(config: FilePath[str] | str) -> list[str]:
+    """The command line of C{twistd mqttx} in the foreground, without a pid file."""
+    path = config if isinstance(config, str) else config.path
+    return [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", path]
+
+
+def make_directory(case: SynchronousTestCase) -> FilePath[str]:
+    """A new temporary directory of C{case}, for a configuration and its files."""
+    directory = FilePath(case.mktemp())
+    directory.makedirs()
+    return directory
+
+
+def write_config(directory: FilePath[str], text: str, name: str = "mqttx.yaml") -> FilePath[str]:
+    """Write C{text} as the YAML file C{name} in C{directory}."""
+    config = directory.child(name)
+    config.setContent(text.encode("utf-8"))
+    return config
+
+
+def start_mqttx(case: SynchronousTestCase, config: FilePath[str]) -> TwistdProcess:
+    """
+    Run C{twistd mqttx} with C{config} (which logs JSON) and wait until it
+    has started (C{service.started}); C{case} fails with its output if it
+    does not in L{START_TIMEOUT} seconds.
+    """
+    twistd = TwistdProcess(case, mqttx_argv(config))
+    case.assertTrue(
+        wait_until(lambda: twistd.event("service.started") is not None, START_TIMEOUT),
+        twistd.stdout + twistd.stderr,
+    )
+    return twistd
+
+
+def stop_mqttx(case: SynchronousTestCase, twistd: TwistdProcess) -> None:
+    """Send C{twistd} SIGTERM: C{case} fails unless it exits 0 in L{STOP_TIMEOUT} seconds."""
+    twistd.process.send_signal(signal.SIGTERM)
+    case.assertEqual(twistd.wait(STOP_TIMEOUT), 0, twistd.stdout + twistd.stderr)
+
+
 class BadConfigTests(SynchronousTestCase):
     """
     With a bad configuration, C{twistd mqttx} prints one line naming the
@@ -181,14 +221,10 @@ class BadConfigTests(SynchronousTestCase):
 
     def run_bad(self, text: str | None, *expected: str) -> None:
         port = free_port()
-        directory = FilePath(self.mktemp())
-        directory.makedirs()
-        config = directory.child("bad.yaml")
+        config = make_directory(self).child("bad.yaml")
         if text is not None:
             config.setContent(text.replace("PORT", str(port)).encode("utf-8"))
-        twistd = TwistdProcess(
-            self, [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", config.path]
-        )
+        twistd = TwistdProcess(self, mqttx_argv(config))
         status = twistd.wait(START_TIMEOUT)
         output = twistd.stdout + twistd.stderr
         self.assertNotEqual(status, 0, output)
@@ -246,20 +282,14 @@ class BadConfigTests(SynchronousTestCase):
         acl = FilePath(self.mktemp())
         acl.setContent(b"user alice\ntopic readwrite alice/#\nbogus line\n")
         port = free_port()
-        directory = FilePath(self.mktemp())
-        directory.makedirs()
-        config = directory.child("mqttx.yaml")
-        config.setContent(
-            (
-                "listeners:\n"
-                f'  - {{name: m, protocol: mqtt, endpoint: "tcp:{port}:interface=127.0.0.1"}}\n'
-                "persistence: {backend: memory}\n"
-                f"auth: {{acl_file: '{acl.path}'}}\n"
-            ).encode()
+        config = write_config(
+            make_directory(self),
+            "listeners:\n"
+            f'  - {{name: m, protocol: mqtt, endpoint: "tcp:{port}:interface=127.0.0.1"}}\n'
+            "persistence: {backend: memory}\n"
+            f"auth: {{acl_file: '{acl.path}'}}\n",
         )
-        twistd = TwistdProcess(
-            self, [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", config.path]
-        )
+        twistd = TwistdProcess(self, mqttx_argv(config))
         status = twistd.wait(START_TIMEOUT)
         self.assertEqual(status, 1, twistd.stdout + twistd.stderr)
         self.assertNotIn("Traceback", twistd.stdout + twistd.stderr)
@@ -277,22 +307,17 @@ class BadConfigTests(SynchronousTestCase):
         no port is opened.
         """
         port = free_port()
-        directory = FilePath(self.mktemp())
-        directory.makedirs()
+        directory = make_directory(self)
         database = directory.child("mqttx.db")
         content = random.Random(5).randbytes(8192)
         database.setContent(content)
-        config = directory.child("mqttx.yaml")
-        config.setContent(
-            (
-                "listeners:\n"
-                f'  - {{name: m, protocol: mqtt, endpoint: "tcp:{port}:interface=127.0.0.1"}}\n'
-                f"persistence: {{backend: sqlite, path: '{database.path}'}}\n"
-            ).encode()
+        config = write_config(
+            directory,
+            "listeners:\n"
+            f'  - {{name: m, protocol: mqtt, endpoint: "tcp:{port}:interface=127.0.0.1"}}\n'
+            f"persistence: {{backend: sqlite, path: '{database.path}'}}\n",
         )
-        twistd = TwistdProcess(
-            self, [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", config.path]
-        )
+        twistd = TwistdProcess(self, mqttx_argv(config))
         status = twistd.wait(START_TIMEOUT)
         self.assertEqual(status, 1, twistd.stdout + twistd.stderr)
         self.assertNotIn("Traceback", twistd.stdout + twistd.stderr)
@@ -312,18 +337,13 @@ class BadConfigTests(SynchronousTestCase):
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             port = taken.getsockname()[1]
-            directory = FilePath(self.mktemp())
-            directory.makedirs()
-            config = directory.child("taken.yaml")
-            config.setContent(
-                (
-                    f'listeners: [{{name: busy, protocol: mqtt, endpoint: "tcp:{port}:interface=127.0.0.1"}}]\n'
-                    "logging: {format: json}\n"
-                ).encode()
+            config = write_config(
+                make_directory(self),
+                f'listeners: [{{name: busy, protocol: mqtt, endpoint: "tcp:{port}:interface=127.0.0.1"}}]\n'
+                "logging: {format: json}\n",
+                "taken.yaml",
             )
-            twistd = TwistdProcess(
-                self, [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", config.path]
-            )
+            twistd = TwistdProcess(self, mqttx_argv(config))
             status = twistd.wait(START_TIMEOUT)
         self.assertNotEqual(status, 0)
         failed = twistd.event("listener.failed")
@@ -340,18 +360,13 @@ class RunTests(SynchronousTestCase):
     """
 
     def config(self, port: int) -> FilePath[str]:
-        directory = FilePath(self.mktemp())
-        directory.makedirs()
-        config = directory.child("mqttx.yaml")
-        config.setContent(
-            (
-                "node: {name: twistd-test}\n"
-                "listeners:\n"
-                f'  - {{name: mqtt, protocol: mqtt, endpoint: "tcp:{port}:interface=127.0.0.1"}}\n'
-                "logging: {format: json}\n"
-            ).encode()
+        return write_config(
+            make_directory(self),
+            "node: {name: twistd-test}\n"
+            "listeners:\n"
+            f'  - {{name: mqtt, protocol: mqtt, endpoint: "tcp:{port}:interface=127.0.0.1"}}\n'
+            "logging: {format: json}\n",
         )
-        return config
 
     def start(self, argv: Sequence[str], port: int) -> TwistdProcess:
         twistd = TwistdProcess(self, argv)
@@ -386,9 +401,7 @@ class RunTests(SynchronousTestCase):
         0.
         """
         port = free_port()
-        twistd = self.start(
-            [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", self.config(port).path], port
-        )
+        twistd = self.start(mqttx_argv(self.config(port)), port)
         v5 = self.connect(port, CONNECT_V5)
         v311 = self.connect(port, CONNECT_V311)
 
@@ -423,7 +436,7 @@ class RunTests(SynchronousTestCase):
         alice = format_line("alice", hash_password(b"a-secret", iterations=1000))
         users.setContent(alice.encode() + b"\n")
         config.setContent(config.getContent() + f"auth: {{password_file: '{users.path}'}}\n".encode())
-        twistd = self.start([*TWISTD, "-n", "--pidfile=", "mqttx", "--config", config.path], port)
+        twistd = self.start(mqttx_argv(config), port)
 
         def connect(user: str, password: bytes) -> bytes:
             return encode(Connect(user, 5, "MQTT", True, 60, user, password), 5)
@@ -437,8 +450,7 @@ class RunTests(SynchronousTestCase):
         self.connect(port, connect("bob", b"b-secret"))
         first.sendall(b"\xc0\x00")  # PINGREQ
         self.assertEqual(read_packet(first), b"\xd0\x00")  # PINGRESP
-        twistd.process.send_signal(signal.SIGTERM)
-        self.assertEqual(twistd.wait(STOP_TIMEOUT), 0, twistd.stdout + twistd.stderr)
+        stop_mqttx(self, twistd)
 
     def test_twist_runner(self) -> None:
         """

@@ -8,26 +8,24 @@ streams events, and stops cleanly with SIGTERM.
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import urllib.request
 from base64 import b64encode
 
-from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from mqttx.auth.passwords import format_line, hash_password
 from mqttx.mqtt.codec import Decoder, encode
 from mqttx.mqtt.packets import ConnAck, Connect, Publish, SubAck, Subscribe, Subscription
 from tests.test_twistd import (
-    START_TIMEOUT,
     STOP_TIMEOUT,
-    TWISTD,
-    TwistdProcess,
     free_port,
+    make_directory,
     read_exactly,
     read_packet,
-    wait_until,
+    start_mqttx,
+    stop_mqttx,
+    write_config,
 )
 
 PASSWORD = "twistd-Http-4z"
@@ -58,28 +56,21 @@ class TwistdHTTPTests(SynchronousTestCase):
         mqtt_port, http_port = free_port(), free_port()
         while http_port == mqtt_port:
             http_port = free_port()
-        directory = FilePath(self.mktemp())
-        directory.makedirs()
+        directory = make_directory(self)
         passwd = directory.child("passwd")
         passwd.setContent((format_line("alice", hash_password(PASSWORD, iterations=1000)) + "\n").encode())
-        config = directory.child("mqttx.yaml")
-        config.setContent(
-            (
-                "listeners:\n"
-                f'  - {{name: m, protocol: mqtt, endpoint: "tcp:{mqtt_port}:interface=127.0.0.1",'
-                " allow_anonymous: true}\n"
-                f'  - {{name: web, protocol: http, endpoint: "tcp:{http_port}:interface=127.0.0.1",'
-                " http: {metrics: true, heartbeat_interval: 1}}\n"
-                f"auth: {{allow_anonymous: false, password_file: '{passwd.path}'}}\n"
-                "persistence: {backend: memory}\n"
-                "logging: {format: json}\n"
-            ).encode()
+        config = write_config(
+            directory,
+            "listeners:\n"
+            f'  - {{name: m, protocol: mqtt, endpoint: "tcp:{mqtt_port}:interface=127.0.0.1",'
+            " allow_anonymous: true}\n"
+            f'  - {{name: web, protocol: http, endpoint: "tcp:{http_port}:interface=127.0.0.1",'
+            " http: {metrics: true, heartbeat_interval: 1}}\n"
+            f"auth: {{allow_anonymous: false, password_file: '{passwd.path}'}}\n"
+            "persistence: {backend: memory}\n"
+            "logging: {format: json}\n",
         )
-        twistd = TwistdProcess(self, [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", config.path])
-        self.assertTrue(
-            wait_until(lambda: twistd.event("service.started") is not None, START_TIMEOUT),
-            twistd.stdout + twistd.stderr,
-        )
+        twistd = start_mqttx(self, config)
         base = f"http://127.0.0.1:{http_port}"
         for path in ("/healthz", "/readyz"):
             with urllib.request.urlopen(base + path, timeout=STOP_TIMEOUT) as response:
@@ -120,8 +111,7 @@ class TwistdHTTPTests(SynchronousTestCase):
                 received += stream.recv(4096)
             self.assertIn(b"event: message\nid: 1\n", received)
 
-        twistd.process.send_signal(signal.SIGTERM)
-        self.assertEqual(twistd.wait(STOP_TIMEOUT), 0, twistd.stdout + twistd.stderr)
+        stop_mqttx(self, twistd)
         started = [e for e in twistd.events() if e.get("event_id") == "listener.started"]
         self.assertIn(("web", "http"), [(e["listener"], e["protocol"]) for e in started])
         self.assertNotIn(PASSWORD, twistd.stdout + twistd.stderr)

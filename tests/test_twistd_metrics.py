@@ -6,24 +6,23 @@ loopback HTTP after known traffic, and its connection log.
 
 from __future__ import annotations
 
-import signal
 import socket
 import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
-from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from mqttx.mqtt.codec import encode
 from mqttx.mqtt.packets import Connect, Disconnect, Publish
 from tests.test_twistd import (
-    START_TIMEOUT,
     STOP_TIMEOUT,
-    TWISTD,
-    TwistdProcess,
     free_port,
+    make_directory,
     read_packet,
+    start_mqttx,
+    stop_mqttx,
     wait_until,
+    write_config,
 )
 
 PASSWORD = b"twistd-Secret-9q"
@@ -45,23 +44,16 @@ class TwistdMetricsTests(SynchronousTestCase):
         mqtt_port, metrics_port = free_port(), free_port()
         while metrics_port == mqtt_port:
             metrics_port = free_port()
-        directory = FilePath(self.mktemp())
-        directory.makedirs()
-        config = directory.child("mqttx.yaml")
-        config.setContent(
-            (
-                "listeners:\n"
-                f'  - {{name: m, protocol: mqtt, endpoint: "tcp:{mqtt_port}:interface=127.0.0.1"}}\n'
-                f'  - {{name: prom, protocol: metrics, endpoint: "tcp:{metrics_port}:interface=127.0.0.1"}}\n'
-                f"persistence: {{backend: sqlite, path: '{directory.child('mqttx.db').path}'}}\n"
-                "logging: {format: json}\n"
-            ).encode()
+        directory = make_directory(self)
+        config = write_config(
+            directory,
+            "listeners:\n"
+            f'  - {{name: m, protocol: mqtt, endpoint: "tcp:{mqtt_port}:interface=127.0.0.1"}}\n'
+            f'  - {{name: prom, protocol: metrics, endpoint: "tcp:{metrics_port}:interface=127.0.0.1"}}\n'
+            f"persistence: {{backend: sqlite, path: '{directory.child('mqttx.db').path}'}}\n"
+            "logging: {format: json}\n",
         )
-        twistd = TwistdProcess(self, [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", config.path])
-        self.assertTrue(
-            wait_until(lambda: twistd.event("service.started") is not None, START_TIMEOUT),
-            twistd.stdout + twistd.stderr,
-        )
+        twistd = start_mqttx(self, config)
         with socket.create_connection(("127.0.0.1", mqtt_port), timeout=STOP_TIMEOUT) as sock:
             sock.sendall(encode(Connect("pub", 4, "MQTT", True, 60, "alice", PASSWORD), 4))
             self.assertEqual(read_packet(sock), b"\x20\x02\x00\x00")
@@ -92,8 +84,7 @@ class TwistdMetricsTests(SynchronousTestCase):
             wait_until(lambda: twistd.event("client.disconnected") is not None, STOP_TIMEOUT),
             twistd.stdout,
         )
-        twistd.process.send_signal(signal.SIGTERM)
-        self.assertEqual(twistd.wait(STOP_TIMEOUT), 0, twistd.stdout + twistd.stderr)
+        stop_mqttx(self, twistd)
         connected = twistd.event("client.connected")
         disconnected = twistd.event("client.disconnected")
         assert connected is not None and disconnected is not None

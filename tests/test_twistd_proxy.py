@@ -7,23 +7,22 @@ address; a connection without one is closed with one line.
 
 from __future__ import annotations
 
-import signal
 import socket
 
-from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.proxyheaders import v1_header
 from tests.test_twistd import (
     CONNECT_V311,
-    START_TIMEOUT,
     STOP_TIMEOUT,
-    TWISTD,
-    TwistdProcess,
     free_port,
+    make_directory,
     read_packet,
     read_until_closed,
+    start_mqttx,
+    stop_mqttx,
     wait_until,
+    write_config,
 )
 
 
@@ -35,22 +34,14 @@ class ProxyListenerTests(SynchronousTestCase):
         without a header is closed with C{proxy.bad_header}; SIGTERM exits 0.
         """
         port = free_port()
-        directory = FilePath(self.mktemp())
-        directory.makedirs()
-        config = directory.child("mqttx.yaml")
-        config.setContent(
-            (
-                "listeners:\n"
-                f'  - {{name: lb, protocol: mqtt, endpoint: "haproxy:tcp:{port}:interface=127.0.0.1"}}\n'
-                "persistence: {backend: memory}\n"
-                "logging: {format: json}\n"
-            ).encode()
+        config = write_config(
+            make_directory(self),
+            "listeners:\n"
+            f'  - {{name: lb, protocol: mqtt, endpoint: "haproxy:tcp:{port}:interface=127.0.0.1"}}\n'
+            "persistence: {backend: memory}\n"
+            "logging: {format: json}\n",
         )
-        twistd = TwistdProcess(self, [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", config.path])
-        self.assertTrue(
-            wait_until(lambda: twistd.event("service.started") is not None, START_TIMEOUT),
-            twistd.stdout + twistd.stderr,
-        )
+        twistd = start_mqttx(self, config)
 
         with socket.create_connection(("127.0.0.1", port), timeout=STOP_TIMEOUT) as client:
             client.sendall(v1_header("203.0.113.7", 56324, "127.0.0.1", port) + CONNECT_V311)
@@ -68,6 +59,5 @@ class ProxyListenerTests(SynchronousTestCase):
         assert bad is not None
         self.assertEqual((bad["listener"], bad["reason"]), ("lb", "no PROXY header"))
 
-        twistd.process.send_signal(signal.SIGTERM)
-        self.assertEqual(twistd.wait(STOP_TIMEOUT), 0, twistd.stdout + twistd.stderr)
+        stop_mqttx(self, twistd)
         self.assertNotIn("Traceback", twistd.stdout + twistd.stderr)

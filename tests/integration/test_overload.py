@@ -26,7 +26,14 @@ from twisted.trial.unittest import SynchronousTestCase
 from mqttx.mqtt.codec import encode
 from mqttx.mqtt.packets import Connect, PingReq, Publish, Subscribe, Subscription
 
-from ..test_twistd import START_TIMEOUT, STOP_TIMEOUT, TWISTD, TwistdProcess, free_port, wait_until
+from ..test_twistd import (
+    START_TIMEOUT,
+    STOP_TIMEOUT,
+    TwistdProcess,
+    free_port,
+    mqttx_argv,
+    wait_until,
+)
 
 #: Connections sending garbage at once.
 FUZZERS = 50
@@ -152,7 +159,7 @@ class OverloadTests(SynchronousTestCase):
                 f"mqtt: {{max_packet_size: {MAX_PACKET}, connect_timeout: 2, max_connections: 500}}\n"
                 "logging: {format: json, level: error}\n"
             )
-        twistd = TwistdProcess(self, [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", config])
+        twistd = TwistdProcess(self, mqttx_argv(config))
         pid = twistd.process.pid
 
         def listening() -> bool:

@@ -40,9 +40,9 @@ from tests.integration.test_mosquitto import MOSQUITTO_PUB, MOSQUITTO_SUB, STDBU
 from tests.test_twistd import (
     START_TIMEOUT,
     STOP_TIMEOUT,
-    TWISTD,
     TwistdProcess,
     free_port,
+    mqttx_argv,
     read_packet,
     wait_until,
 )
@@ -333,8 +333,7 @@ class TwistdTLSTests(SynchronousTestCase):
         ca = make_authority(folder)
         cert = ca.issue("broker", server=True)
         port = free_port()
-        argv = [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", self.write_config(port, cert).path]
-        twistd = TwistdProcess(self, argv)
+        twistd = TwistdProcess(self, mqttx_argv(self.write_config(port, cert)))
         started = wait_until(
             lambda: twistd.event("service.started") is not None or twistd.process.poll() is not None,
             START_TIMEOUT,
@@ -374,7 +373,7 @@ class TwistdTLSTests(SynchronousTestCase):
         cert, other = ca.issue("broker", server=True), ca.issue("other", server=True)
         port = free_port()
         config = self.write_config(port, Issued(cert.cert, other.key))
-        twistd = TwistdProcess(self, [*TWISTD, "-n", "--pidfile=", "mqttx", "--config", config.path])
+        twistd = TwistdProcess(self, mqttx_argv(config))
         status = twistd.wait(START_TIMEOUT)
         output = twistd.stdout + twistd.stderr
         self.assertNotEqual(status, 0, output)
