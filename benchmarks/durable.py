@@ -60,7 +60,16 @@ from benchmarks.common import (
     read_records,
     write_record,
 )
-from benchmarks.pyload import cpu_busy, cpu_stat, proc_cpu_s, proc_rss_kb, self_cpu_s, utf8, varint
+from benchmarks.pyload import (
+    cpu_busy,
+    cpu_stat,
+    proc_cpu_s,
+    proc_rss_kb,
+    remaining_length,
+    self_cpu_s,
+    utf8,
+    varint,
+)
 from benchmarks.run import contention_note, git_commit, pin_prefix, raise_fd_limit
 from benchmarks.summary import (
     disturbed_text,
@@ -379,19 +388,7 @@ def split_packets(buf: bytearray) -> list[tuple[int, bytes]]:
     out: list[tuple[int, bytes]] = []
     pos, n = 0, len(buf)
     while n - pos >= 2:
-        i, length, shift = pos + 1, 0, 0
-        while True:
-            if i >= n:
-                length = -1
-                break
-            b = buf[i]
-            i += 1
-            length |= (b & 0x7F) << shift
-            if not b & 0x80:
-                break
-            shift += 7
-            if shift > 21:
-                raise ValueError("malformed remaining length")
+        length, i = remaining_length(buf, pos + 1, n)
         if length < 0 or i + length > n:
             break
         out.append((buf[pos], bytes(buf[i : i + length])))

@@ -193,6 +193,29 @@ def varint(n: int) -> bytes:
             return bytes(out)
 
 
+def remaining_length(buf: bytes | bytearray, i: int, n: int) -> tuple[int, int]:
+    """
+    Read an MQTT Remaining Length that starts at C{buf[i]}, the packet
+    ending at C{n} at the latest.
+
+    @return: the length, -1 if C{buf} ends before it does, and the index
+        after it.
+    @raise ValueError: if it is longer than four bytes.
+    """
+    length, shift = 0, 0
+    while True:
+        if i >= n:
+            return -1, i
+        b = buf[i]
+        i += 1
+        length |= (b & 0x7F) << shift
+        if b < 0x80:
+            return length, i
+        shift += 7
+        if shift > 21:
+            raise ValueError("malformed remaining length")
+
+
 def utf8(s: str) -> bytes:
     b = s.encode()
     return len(b).to_bytes(2, "big") + b

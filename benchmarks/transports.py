@@ -78,7 +78,16 @@ from benchmarks.common import (
     write_record,
 )
 from benchmarks.durable import connect_packet, subscribe_packet
-from benchmarks.pyload import cpu_busy, cpu_stat, proc_cpu_s, proc_rss_kb, self_cpu_s, utf8, varint
+from benchmarks.pyload import (
+    cpu_busy,
+    cpu_stat,
+    proc_cpu_s,
+    proc_rss_kb,
+    remaining_length,
+    self_cpu_s,
+    utf8,
+    varint,
+)
 from benchmarks.run import contention_note, git_commit, pin_prefix, raise_fd_limit
 from benchmarks.summary import (
     disturbed_text,
@@ -545,20 +554,11 @@ class _Connection(asyncio.Protocol):
             if b < 0x80:
                 length, header = b, 2
             else:
-                length, shift, i = b & 0x7F, 7, pos + 2
-                while True:
-                    if i >= n:
-                        length = -1
-                        break
-                    b = data[i]
-                    i += 1
-                    length |= (b & 0x7F) << shift
-                    if b < 0x80:
-                        break
-                    shift += 7
-                    if shift > 21:
-                        self.fail("malformed remaining length")
-                        return
+                try:
+                    length, i = remaining_length(data, pos + 1, n)
+                except ValueError as e:
+                    self.fail(str(e))
+                    return
                 if length < 0:
                     break
                 header = i - pos

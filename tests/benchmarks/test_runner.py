@@ -774,6 +774,17 @@ class PyloadTests(SynchronousTestCase):
         self.assertEqual(pyload.subscribe_packet(["t"], 1, 4), b"\x82\x06\x00\x01\x00\x01t\x01")
         self.assertEqual(pyload.varint(321), b"\xc1\x02")
 
+    def test_remaining_length(self) -> None:
+        """
+        A Remaining Length is read where it starts: its value and the index
+        after it, -1 if the bytes end first; over four bytes is an error.
+        """
+        data = b"\x30\xc1\x02rest"
+        self.assertEqual(pyload.remaining_length(data, 1, len(data)), (321, 3))
+        self.assertEqual(pyload.remaining_length(data, 1, 2), (-1, 2))
+        with self.assertRaises(ValueError):
+            pyload.remaining_length(b"\x30\xff\xff\xff\xff\x01", 1, 6)
+
     def test_percentiles(self) -> None:
         """
         Latency percentiles are in microseconds, nearest rank, like mqload.
