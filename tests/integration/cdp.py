@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import time
 from typing import Any
 
@@ -25,7 +24,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import FailTest, TestCase
 
 from .helpers import reactor
-from .test_browser import CHROMIUM_FLAGS, EXIT_TIMEOUT
+from .test_browser import CHROMIUM_FLAGS, EXIT_TIMEOUT, chromium_profile, no_strays
 
 __all__ = ["Chromium", "start_chromium"]
 
@@ -162,28 +161,7 @@ class Chromium:
                 await done
             except TimeoutError:
                 raise FailTest("Chromium did not end once killed") from None
-        deadline = time.monotonic() + EXIT_TIMEOUT
-        while left := _processes_using(self._marker):
-            if time.monotonic() > deadline:
-                for pid in left:
-                    os.kill(pid, signal.SIGKILL)
-                raise FailTest(f"Chromium processes {left} still ran {EXIT_TIMEOUT}s after it was killed")
-            await deferLater(reactor, 0.05, lambda: None)
-
-
-def _processes_using(marker: str) -> list[int]:
-    """The processes whose command line contains C{marker}."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                if marker.encode() in f.read():
-                    pids.append(int(entry))
-        except OSError:
-            continue  # ended meanwhile
-    return pids
+        await no_strays(self._marker)
 
 
 async def start_chromium(case: TestCase) -> Chromium:
@@ -193,9 +171,7 @@ async def start_chromium(case: TestCase) -> Chromium:
     """
     executable = shutil.which("chromium")
     assert executable is not None
-    profile = os.path.abspath(case.mktemp())
-    os.makedirs(profile)
-    marker = f"--user-data-dir={profile}"
+    profile, marker = chromium_profile(case)
     argv = [executable, *CHROMIUM_FLAGS, "--remote-debugging-pipe", marker, "about:blank"]
     env = {"HOME": profile, "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     pipe = _Pipe()

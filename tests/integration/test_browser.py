@@ -26,7 +26,7 @@ from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IListeningPort
 from twisted.internet.task import deferLater
 from twisted.python.filepath import FilePath
-from twisted.trial.unittest import SkipTest
+from twisted.trial.unittest import FailTest, SkipTest, TestCase
 from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
@@ -98,6 +98,35 @@ def _processes_using(marker: str) -> list[int]:
         if marker.encode() in cmdline:
             pids.append(int(entry))
     return pids
+
+
+def chromium_profile(case: TestCase) -> tuple[str, str]:
+    """
+    A fresh Chromium profile directory of C{case}, and the flag that gives
+    it to Chromium, which also marks every process of that browser (see
+    L{no_strays}).
+    """
+    profile = os.path.abspath(case.mktemp())
+    os.makedirs(profile)
+    return profile, f"--user-data-dir={profile}"
+
+
+async def no_strays(marker: str) -> None:
+    """
+    Once Chromium is killed, wait until every process of its profile
+    (renderers, GPU and network services; C{marker} is its
+    C{--user-data-dir} flag) is gone.
+
+    @raise FailTest: if some still run after L{EXIT_TIMEOUT} seconds
+        (they are killed).
+    """
+    deadline = time.monotonic() + EXIT_TIMEOUT
+    while left := _processes_using(marker):
+        if time.monotonic() > deadline:
+            for pid in left:
+                os.kill(pid, signal.SIGKILL)
+            raise FailTest(f"Chromium processes {left} still ran {EXIT_TIMEOUT}s after it was killed")
+        await deferLater(reactor, 0.05, lambda: None)
 
 
 class _Report(Resource):
@@ -198,25 +227,18 @@ class ChromiumTests(BrowserTestCase):
         is killed, and every process of that profile (renderers, GPU and
         network services) must be gone.
         """
-        profile = os.path.abspath(self.mktemp())
-        os.makedirs(profile)
+        _, marker = chromium_profile(self)
         chromium = shutil.which("chromium")
         assert chromium is not None
-        browser = spawn(self, chromium, [*CHROMIUM_FLAGS, f"--user-data-dir={profile}", url])
+        browser = spawn(self, chromium, [*CHROMIUM_FLAGS, marker, url])
         # Runs before spawn's own cleanup: kill, then wait for the profile's
         # processes, which end once the main process is gone.
-        self.addCleanup(self._no_strays, browser, f"--user-data-dir={profile}")
+        self.addCleanup(self._no_strays, browser, marker)
         return browser
 
     async def _no_strays(self, browser: RunningProcess, marker: str) -> None:
         await browser.cleanup()
-        deadline = time.monotonic() + EXIT_TIMEOUT
-        while left := _processes_using(marker):
-            if time.monotonic() > deadline:
-                for pid in left:
-                    os.kill(pid, signal.SIGKILL)
-                self.fail(f"Chromium processes {left} still ran {EXIT_TIMEOUT}s after it was killed")
-            await deferLater(reactor, 0.05, lambda: None)
+        await no_strays(marker)
 
     async def test_round_trip_in_the_browser(self) -> None:
         """
