@@ -94,6 +94,7 @@ class MQTTServerProtocol(Protocol):
         self._held = False
         self._measurable = False
         self._direct = False
+        self._batched = False
         #: Bytes written during the read being handled, sent at its end.
         self._outbox: list[bytes] | None = None
         self.authentication: EnhancedAuthentication | None = None
@@ -145,14 +146,21 @@ class MQTTServerProtocol(Protocol):
         # transport under it (ProtocolWrapper.__getattr__): its bytes must
         # go through it to be encrypted.
         self._direct = self._measurable and hasattr(t, "socket") and not isinstance(t, TLSMemoryBIOProtocol)
+        # A WebSocket transport: what one read causes is one message, written by flush_outboxes.
+        self._batched = getattr(t, "joins_writes", False)
         self.transport.registerProducer(self, True)  # type: ignore[attr-defined]
         self._timer = self._clock.callLater(self.broker.config.connect_timeout, self._connect_timeout)
         self._stats.connections_open += 1
 
     def dataReceived(self, data: bytes) -> None:
         global _reading
-        _reading = True
         self._stats.bytes_received += len(data)
+        if _reading:
+            # Part of a WebSocket connection's read (one_read), which
+            # flushes at its end.
+            self._received(data)
+            return
+        _reading = True
         try:
             self._received(data)
         finally:
@@ -244,17 +252,24 @@ class MQTTServerProtocol(Protocol):
         connection with nothing waiting in Twisted's buffer are kept and
         sent by L{flush_outboxes} when the read is done: at once, not when the
         reactor next polls, and without Twisted registering and then
-        unregistering the socket for writing.
+        unregistering the socket for writing. Bytes for a WebSocket
+        connection are kept likewise and written as one message.
         """
         outbox = self._outbox
         if outbox is not None:
             outbox.append(data)  # Counted in bytes_sent when it leaves.
             return
         t: Any = self.transport
-        if _reading and self._direct and not t._tempDataLen and t.offset == len(t.dataBuffer):
-            self._outbox = [data]
-            unflushed.append(self)
-            return
+        if _reading:
+            if self._direct:
+                if not t._tempDataLen and t.offset == len(t.dataBuffer):
+                    self._outbox = [data]
+                    unflushed.append(self)
+                    return
+            elif self._batched:
+                self._outbox = [data]
+                unflushed.append(self)
+                return
         self._stats.bytes_sent += len(data)
         t.write(data)
 
@@ -264,8 +279,11 @@ class MQTTServerProtocol(Protocol):
         if data:
             self.write(data)
 
-    def _spill(self) -> None:
-        """Hand what the outbox holds to the transport, ahead of later writes."""
+    def spill(self) -> None:
+        """
+        Hand what the outbox holds to the transport now, ahead of later
+        writes: before closing, the bytes written before.
+        """
         outbox = self._outbox
         if outbox is not None:
             self._outbox = None
@@ -342,7 +360,7 @@ class MQTTServerProtocol(Protocol):
         if self.authentication is not None:
             # Nothing more of an exchange in progress is sent.
             self.authentication.abandon()
-        self._spill()
+        self.spill()
         data = self._conn.disconnect(reason_code, reason_string)
         if data:
             self._stats.bytes_sent += len(data)
@@ -578,7 +596,7 @@ class MQTTServerProtocol(Protocol):
         level = self._conn.announced_level
         if level is None or self.transport is None:
             return
-        self._spill()
+        self.spill()
         if level == ProtocolVersion.MQTT_5:
             refusal = ConnAck(False, error.reason_code, Properties(reason_string=error.detail))
             data = encode(refusal, ProtocolVersion.MQTT_5)
@@ -592,6 +610,27 @@ class MQTTServerProtocol(Protocol):
 
 #: Whether a read is being handled (see L{MQTTServerProtocol.write}).
 _reading = False
+
+
+def one_read(handle: Callable[[bytes], object], data: bytes) -> None:
+    """
+    Call C{handle(data)} as one read of a connection: what it causes to be
+    written to MQTT connections (answers, deliveries to subscribers) is
+    sent when it returns, as for a read of L{MQTTServerProtocol}. A
+    WebSocket connection reads through it, so that all the frames of one
+    TCP read are one read, not one each.
+    """
+    global _reading
+    if _reading:
+        handle(data)
+        return
+    _reading = True
+    try:
+        handle(data)
+    finally:
+        _reading = False
+        if unflushed:
+            flush_outboxes()
 
 
 def _disconnect(broker: Broker, session: Session, packet: Disconnect) -> None:

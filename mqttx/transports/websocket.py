@@ -62,7 +62,7 @@ from zope.interface import implementer
 
 from mqttx.config import WebSocketConfig
 from mqttx.transports.address import describe_address
-from mqttx.transports.mqtt import ABORT_TIMEOUT, MQTTServerFactory, MQTTServerProtocol
+from mqttx.transports.mqtt import ABORT_TIMEOUT, MQTTServerFactory, MQTTServerProtocol, one_read
 
 __all__ = ["MAX_REQUEST_BYTES", "MQTTWebSocketFactory", "MQTTWebSocketProtocol", "SUBPROTOCOLS"]
 
@@ -165,7 +165,10 @@ class _WebSocketTransport:
     """
     The transport an L{MQTTServerProtocol} sees on a WebSocket connection.
 
-    Each write is one binary message. Producer calls reach the TCP (or TLS)
+    Each write is one binary message; the MQTT protocol joins what it
+    writes while a read is handled into one write (C{joins_writes}), sent
+    when the read is done (L{mqttx.transports.outbox}) or before a close
+    frame. Producer calls reach the TCP (or TLS)
     transport underneath, so the MQTT protocol is the push producer of the
     real connection and pausing it pauses reading from the socket, as on
     TCP. C{dataBuffer}, C{offset} and C{_tempDataLen} are those of a TCP
@@ -173,6 +176,9 @@ class _WebSocketTransport:
     there is the MQTT bytes and a few bytes of frame headers. There is no
     C{socket}: the MQTT protocol's direct sends would bypass the framing.
     """
+
+    #: Tells L{MQTTServerProtocol} to keep what a read writes for one write.
+    joins_writes = True
 
     def __init__(self, ws: MQTTWebSocketProtocol) -> None:
         self._ws = ws
@@ -291,8 +297,9 @@ class MQTTWebSocketProtocol(WebSocketServerProtocol):
     def dataReceived(self, data: bytes) -> None:
         # Not Autobahn's dataReceived: it formats a debug line (colours and
         # all) for every read, whatever the log level. The same for writes
-        # in sendData.
-        self._dataReceived(data)
+        # in sendData. What the frames of this read cause is written when
+        # it is done: one message per connection written to.
+        one_read(self._dataReceived, data)
         if self.state == _CONNECTING and len(self.data) > MAX_REQUEST_BYTES:
             self.failHandshake("Request Header Fields Too Large", 431)
 
@@ -304,6 +311,17 @@ class MQTTWebSocketProtocol(WebSocketServerProtocol):
         self.transport.write(data)
         if self.state == _OPEN:
             self.trafficStats.outgoingOctetsWireLevel += len(data)
+
+    def sendCloseFrame(self, code: int | None = None, reasonUtf8: bytes | None = None, isReply: bool = False) -> None:
+        """
+        Send a close frame (Autobahn's, for every close) after what the
+        MQTT protocol wrote in the read being handled: a client's PUBLISH
+        and close in one read get the PUBACK, then the close.
+        """
+        mqtt = self.mqtt
+        if mqtt is not None:
+            mqtt.spill()
+        super().sendCloseFrame(code, reasonUtf8, isReply)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         super().connectionLost(reason)

@@ -316,11 +316,13 @@ class StreamTests(WebSocketTestCase):
         client.send(frame(data[100:]))
         self.assertEqual(client.received(), [Publish("t", b"x" * 300)])
 
-    def test_each_write_is_a_binary_message(self) -> None:
-        """What the MQTT protocol writes goes out as binary messages."""
+    def test_each_read_is_a_binary_message(self) -> None:
+        """What the MQTT protocol writes while handling a read goes out as one binary message."""
         client = self.connected()
         client.send_packets(PingReq(), PingReq())
         self.assertEqual(client.frames(), [(BINARY, b"\xd0\x00"), (BINARY, b"\xd0\x00")])
+        client.send(frame(encode(PingReq(), 4)) + frame(encode(PingReq(), 4)))
+        self.assertEqual(client.frames(), [(BINARY, b"\xd0\x00\xd0\x00")])
 
     def test_text_message_refused(self) -> None:
         """
@@ -412,6 +414,94 @@ class UnmaskTests(WebSocketTestCase):
         client.send(frame(struct.pack("!H", 4000) + b"bye", opcode=CLOSE))
         self.assertEqual(client.ws.remoteCloseCode, 4000)
         self.assertEqual(client.ws.remoteCloseReason, "bye")
+
+
+class JoinedWriteTests(WebSocketTestCase):
+    """
+    [MQTT-6.0.0-2] What one read causes to be written to a WebSocket
+    connection is one binary message, sent when the read is done.
+    """
+
+    def subscriber(self, client_id: str) -> WSClient:
+        client = self.open_ws()
+        client.send(frame(connect(client_id)))
+        client.send_packets(Subscribe(1, (Subscription("t", 0),)))
+        self.assertEqual([type(p) for p in client.received()], [ConnAck, SubAck])
+        return client
+
+    def test_answers_of_one_read(self) -> None:
+        """The answers to the packets in the frames of one read are one message, in order."""
+        client = self.subscriber("c")
+        client.send(
+            frame(encode(PingReq(), 4) + encode(Publish("t", b"1"), 4))
+            + frame(encode(Publish("t", b"2"), 4))
+            + frame(encode(PingReq(), 4))
+        )
+        [(opcode, payload)] = client.frames()
+        self.assertEqual(opcode, BINARY)
+        packets = Decoder(protocol_level=4).feed(payload)
+        self.assertEqual(packets, [PingResp(), Publish("t", b"1"), Publish("t", b"2"), PingResp()])
+
+    def test_fan_out_of_a_websocket_read(self) -> None:
+        """Each subscriber gets what one WebSocket publisher's read delivers as one message."""
+        subscribers = [self.subscriber(f"s{i}") for i in range(3)]
+        publisher = self.open_ws()
+        publisher.send(frame(connect("p")))
+        publisher.received()
+        publisher.send(b"".join(frame(encode(Publish("t", bytes([i])), 4)) for i in range(5)))
+        for client in subscribers:
+            [(opcode, payload)] = client.frames()
+            self.assertEqual(opcode, BINARY)
+            expected = [Publish("t", bytes([i])) for i in range(5)]
+            self.assertEqual(Decoder(protocol_level=4).feed(payload), expected)
+
+    def test_fan_out_of_a_tcp_read(self) -> None:
+        """A TCP publisher's read is one message to a WebSocket subscriber too."""
+        subscriber = self.subscriber("s")
+        publisher = self.connect_client("p")
+        publisher.protocol.dataReceived(b"".join(encode(Publish("t", bytes([i])), 4) for i in range(5)))
+        [(opcode, payload)] = subscriber.frames()
+        self.assertEqual(opcode, BINARY)
+        self.assertEqual(Decoder(protocol_level=4).feed(payload), [Publish("t", bytes([i])) for i in range(5)])
+
+    def test_write_outside_a_read(self) -> None:
+        """A write outside a read (a timer, a callback) is sent at once."""
+        client = self.connected()
+        client.mqtt.write(b"\xd0\x00")
+        self.assertEqual(client.frames(), [(BINARY, b"\xd0\x00")])
+
+    def test_close_in_the_same_read(self) -> None:
+        """
+        A close frame behind packets in the same read is answered after
+        them: the answers are sent, then the close.
+        """
+        client = self.connected()
+        client.send(frame(encode(PingReq(), 4)) + frame(struct.pack("!H", 1000), opcode=CLOSE))
+        self.assertEqual(client.frames(), [(BINARY, b"\xd0\x00"), (CLOSE, struct.pack("!H", 1000))])
+
+    def test_text_message_in_the_same_read(self) -> None:
+        """A text message behind packets in the same read closes after their answers."""
+        client = self.connected()
+        client.send(frame(encode(PingReq(), 4)) + frame(b"x", opcode=TEXT))
+        [pong, (opcode, _)] = client.frames()
+        self.assertEqual((pong, opcode), ((BINARY, b"\xd0\x00"), CLOSE))
+
+    def test_paused_subscriber(self) -> None:
+        """
+        A subscriber whose TCP transport is paused still counts what it is
+        written while a read is handled, as on TCP: QoS 0 messages beyond
+        the slow-consumer allowance (2 MB) are dropped.
+        """
+        subscriber = self.subscriber("s")
+        producer = subscriber.transport.producer
+        assert producer is not None
+        producer.pauseProducing()
+        publisher = self.connect_client("p")
+        publisher.protocol.dataReceived(encode(Publish("t", b"x" * 1000), 4) * 3000)
+        received = subscriber.received()
+        self.assertGreater(len(received), 1000)
+        self.assertLess(len(received), 2500)
+        self.assertEqual(subscriber.transport.producerState, "paused")
 
 
 class CloseTests(WebSocketTestCase):
