@@ -20,12 +20,14 @@ from typing import Any, TextIO
 
 __all__ = [
     "Affinity",
+    "RunOptions",
     "add_run_options",
     "add_summarize_option",
     "cpu_set",
     "finish",
     "make_workdir",
     "read_records",
+    "run_options",
     "write_record",
 ]
 
@@ -56,6 +58,38 @@ def add_summarize_option(p: argparse.ArgumentParser) -> None:
         type=Path,
         metavar="FILE",
         help="print the summary of JSON lines saved earlier, and run nothing",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """
+    The options of L{add_run_options}, checked: a benchmark's options
+    extend it.
+    """
+
+    pin: bool
+    broker_cpu: str
+    load_cpu: str
+    python: str
+    out: Path | None
+    jsonl: Path | None
+    summarize: tuple[Path, ...]
+
+
+def run_options(a: argparse.Namespace) -> dict[str, Any]:
+    """
+    The values of L{RunOptions}' fields from a command line parsed with
+    L{add_run_options}.
+    """
+    return dict(
+        pin=not a.no_pin,
+        broker_cpu=a.broker_cpu,
+        load_cpu=a.load_cpu,
+        python=a.python,
+        out=a.out,
+        jsonl=a.jsonl,
+        summarize=tuple(a.summarize),
     )
 
 

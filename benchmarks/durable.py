@@ -53,11 +53,13 @@ from benchmarks.brokers import (
 )
 from benchmarks.common import (
     Affinity,
+    RunOptions,
     add_run_options,
     cpu_set,
     finish,
     make_workdir,
     read_records,
+    run_options,
     write_record,
 )
 from benchmarks.pyload import (
@@ -133,7 +135,7 @@ class Case:
 
 
 @dataclass(frozen=True, slots=True)
-class DurableOptions:
+class DurableOptions(RunOptions):
     """
     The command line, checked.
     """
@@ -150,13 +152,6 @@ class DurableOptions:
     commit_interval: float
     verify: bool
     smoke: bool
-    pin: bool
-    broker_cpu: str
-    load_cpu: str
-    python: str
-    out: Path | None
-    jsonl: Path | None
-    summarize: tuple[Path, ...]
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -285,13 +280,7 @@ def parse_args(argv: Sequence[str] | None = None) -> DurableOptions:
         commit_interval=a.commit_interval,
         verify=a.verify or smoke,
         smoke=smoke,
-        pin=not a.no_pin,
-        broker_cpu=a.broker_cpu,
-        load_cpu=a.load_cpu,
-        python=a.python,
-        out=a.out,
-        jsonl=a.jsonl,
-        summarize=tuple(a.summarize),
+        **run_options(a),
     )
 
 

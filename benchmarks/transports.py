@@ -70,11 +70,13 @@ from benchmarks.brokers import (
 from benchmarks.certs import ServerFiles, make_server_files
 from benchmarks.common import (
     Affinity,
+    RunOptions,
     add_run_options,
     cpu_set,
     finish,
     make_workdir,
     read_records,
+    run_options,
     write_record,
 )
 from benchmarks.durable import connect_packet, subscribe_packet
@@ -177,7 +179,7 @@ class Case:
 
 
 @dataclass(frozen=True, slots=True)
-class TransportOptions:
+class TransportOptions(RunOptions):
     """
     The command line, checked.
     """
@@ -195,13 +197,6 @@ class TransportOptions:
     warmup: float
     drain: float
     smoke: bool
-    pin: bool
-    broker_cpu: str
-    load_cpu: str
-    python: str
-    out: Path | None
-    jsonl: Path | None
-    summarize: tuple[Path, ...]
 
     def cases(self, transport: str) -> list[Case]:
         """The load cases run on one broker start, in order."""
@@ -371,13 +366,7 @@ def parse_args(argv: Sequence[str] | None = None) -> TransportOptions:
         warmup=warmup,
         drain=drain,
         smoke=smoke,
-        pin=not a.no_pin,
-        broker_cpu=a.broker_cpu,
-        load_cpu=a.load_cpu,
-        python=a.python,
-        out=a.out,
-        jsonl=a.jsonl,
-        summarize=tuple(a.summarize),
+        **run_options(a),
     )
 
 
