@@ -64,8 +64,9 @@ def add_summarize_option(p: argparse.ArgumentParser) -> None:
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     """
-    The options of L{add_run_options}, checked: a benchmark's options
-    extend it.
+    What every benchmark command reads from its command line (with
+    L{add_run_options}, or the runner's own texts of the same options),
+    checked: each command's options extend it.
     """
 
     pin: bool

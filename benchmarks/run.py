@@ -38,10 +38,12 @@ from benchmarks.brokers import (
     start_broker,
 )
 from benchmarks.common import (
+    RunOptions,
     add_summarize_option,
     finish,
     make_workdir,
     read_records,
+    run_options,
     write_record,
 )
 from benchmarks.loadgen import (
@@ -81,7 +83,7 @@ RECORD_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
-class Options:
+class Options(RunOptions):
     """
     The runner's command line, checked.
     """
@@ -95,16 +97,9 @@ class Options:
     generator: str
     mqload: str | None
     timing: Timing | None
-    pin: bool
-    broker_cpu: str
-    load_cpu: str
-    python: str
-    out: Path | None
-    jsonl: Path | None
     ratios: tuple[tuple[str, str], ...]
     ratio_texts: tuple[str, ...]
     tolerate: frozenset[tuple[str, str]]
-    summarize: tuple[Path, ...]
     list_scenarios: bool
 
 
@@ -263,17 +258,11 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         generator=a.generator,
         mqload=a.mqload,
         timing=timing,
-        pin=not a.no_pin,
-        broker_cpu=a.broker_cpu,
-        load_cpu=a.load_cpu,
-        python=a.python,
-        out=a.out,
-        jsonl=a.jsonl,
         ratios=ratios,
         ratio_texts=tuple(a.ratio),
         tolerate=frozenset(tolerate),
-        summarize=tuple(a.summarize),
         list_scenarios=a.list,
+        **run_options(a),
     )
 
 
