@@ -8,6 +8,7 @@ and writing the records out as they come.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import sys
@@ -16,10 +17,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 __all__ = [
     "Affinity",
+    "ClientLoad",
+    "MQTTClient",
     "RunOptions",
     "add_run_options",
     "add_summarize_option",
@@ -144,6 +147,68 @@ def make_workdir(out: Path | None, prefix: str) -> Path:
     path = out or Path(tempfile.mkdtemp(prefix=prefix))
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+class ClientLoad(Protocol):
+    """
+    What the connections of a load generator share, as L{MQTTClient} uses
+    it.
+    """
+
+    errors: list[str]
+    unexpected_closes: int
+    #: Set while the generator closes its connections itself.
+    closing: bool
+
+
+class MQTTClient(asyncio.Protocol):
+    """
+    One MQTT connection of a load generator that is this process: what
+    happens when it fails, is refused or is closed. A subclass sets the
+    attributes in its C{__init__} and handles what it receives.
+    """
+
+    load: ClientLoad
+    client_id: str
+    transport: asyncio.Transport | None
+    #: Done when the connection is ready for the load (connected,
+    #: subscribed); failed if it ends before.
+    ready: asyncio.Future[Any]
+    closed: asyncio.Future[None]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(f"{self.client_id}: closed before ready"))
+        elif not self.load.closing:
+            self.load.unexpected_closes += 1
+            self.closed_by_broker(exc)
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def closed_by_broker(self, exc: Exception | None) -> None:
+        """
+        The broker closed the connection once it was ready; it is counted.
+        """
+
+    def fail(self, why: str) -> None:
+        """
+        Note an error of this connection and abort it.
+        """
+        self.load.errors.append(f"{self.client_id}: {why}")
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError(why))
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connack(self, body: bytes) -> bool:
+        """
+        Whether a CONNACK's body accepts the connection; if not, fail.
+        """
+        if len(body) != 2 or body[1] != 0:
+            self.fail(f"CONNACK refused: {body.hex()}")
+            return False
+        return True
 
 
 def write_record(record: Mapping[str, Any], out: TextIO, jsonl: Path | None) -> None:

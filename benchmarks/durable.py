@@ -53,6 +53,7 @@ from benchmarks.brokers import (
 )
 from benchmarks.common import (
     Affinity,
+    MQTTClient,
     RunOptions,
     add_run_options,
     cpu_set,
@@ -438,10 +439,12 @@ class _Load:
         self.closing = False
 
 
-class _Client(asyncio.Protocol):
+class _Client(MQTTClient):
     """
     One connection: buffers bytes into packets for L{handle}.
     """
+
+    load: _Load
 
     def __init__(self, load: _Load, client_id: str, clean: bool) -> None:
         self.load = load
@@ -457,15 +460,6 @@ class _Client(asyncio.Protocol):
         self.transport = transport
         transport.write(connect_packet(self.client_id, self.clean))
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(f"{self.client_id}: closed before ready"))
-        elif not self.load.closing:
-            self.load.unexpected_closes += 1
-        if not self.closed.done():
-            self.closed.set_result(None)
-
     def data_received(self, data: bytes) -> None:
         self.buf += data
         try:
@@ -476,19 +470,6 @@ class _Client(asyncio.Protocol):
         for first, body in packets:
             self.handle(first, body)
         self.after_read()
-
-    def fail(self, why: str) -> None:
-        self.load.errors.append(f"{self.client_id}: {why}")
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(why))
-        if self.transport is not None:
-            self.transport.abort()
-
-    def connack(self, body: bytes) -> bool:
-        if len(body) != 2 or body[1] != 0:
-            self.fail(f"CONNACK refused: {body.hex()}")
-            return False
-        return True
 
     def handle(self, first: int, body: bytes) -> None:
         raise NotImplementedError

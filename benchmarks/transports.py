@@ -70,6 +70,7 @@ from benchmarks.brokers import (
 from benchmarks.certs import ServerFiles, make_server_files
 from benchmarks.common import (
     Affinity,
+    MQTTClient,
     RunOptions,
     add_run_options,
     cpu_set,
@@ -438,12 +439,14 @@ class _Load:
             self.loop.call_later(_TICK_S, self.tick)
 
 
-class _Connection(asyncio.Protocol):
+class _Connection(MQTTClient):
     """
     One MQTT connection over TCP or TLS, with WebSocket framing if the
     target wants it: buffers the MQTT byte stream into packets for
     L{packet}, and frames what L{send} is given.
     """
+
+    load: _Load
 
     def __init__(self, load: _Load, client_id: str) -> None:
         self.load = load
@@ -474,15 +477,8 @@ class _Connection(asyncio.Protocol):
         else:
             transport.write(connect_packet(self.client_id, clean=True))
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(f"{self.client_id}: closed before ready"))
-        elif not self.load.closing:
-            self.load.unexpected_closes += 1
-            self.load.errors.append(f"{self.client_id}: connection closed by the broker ({exc})")
-        if not self.closed.done():
-            self.closed.set_result(None)
+    def closed_by_broker(self, exc: Exception | None) -> None:
+        self.load.errors.append(f"{self.client_id}: connection closed by the broker ({exc})")
 
     def data_received(self, data: bytes) -> None:
         if self.decoder is not None:
@@ -565,12 +561,6 @@ class _Connection(asyncio.Protocol):
     def after_read(self) -> None:
         pass
 
-    def connack(self, body: bytes) -> bool:
-        if len(body) != 2 or body[1] != 0:
-            self.fail(f"CONNACK refused: {body.hex()}")
-            return False
-        return True
-
     def send(self, packets: list[bytes]) -> None:
         """
         Write packets, each in a masked binary frame on WebSocket, in one
@@ -593,13 +583,6 @@ class _Connection(asyncio.Protocol):
         if self.transport is not None:
             mask = self.load.rng.getrandbits(32).to_bytes(4, "little")
             self.transport.write(encode_frame(payload, opcode, mask))
-
-    def fail(self, why: str) -> None:
-        self.load.errors.append(f"{self.client_id}: {why}")
-        if not self.ready.done():
-            self.ready.set_exception(ConnectionError(why))
-        if self.transport is not None:
-            self.transport.abort()
 
     def disconnect(self) -> None:
         if self.transport is None:
