@@ -43,7 +43,7 @@ from mqttx.mqtt.reason_codes import ReasonCode, describe
 from .admission import VerifiedIdentity
 from .auth import EnhancedAuthentication
 from .session import SLOW_CONSUMER_BYTES, Session
-from .stats import disconnect_reason
+from .stats import disconnected
 
 if TYPE_CHECKING:
     from .broker import Broker
@@ -347,18 +347,7 @@ class BridgeLink:
         self._stats.connections_open -= 1
         session, self.session = self.session, None
         if session is not None:
-            reason = disconnect_reason(code)
-            self._stats.disconnects[reason] += 1
-            self.log.info(
-                "client {client_id!r} from {peer} on {listener} disconnected: {reason}",
-                client_id=session.client_id,
-                peer=self.peer,
-                listener=self.listener,
-                protocol_level=self.protocol_level,
-                username=self.username,
-                reason=reason,
-                event_id="client.disconnected",
-            )
+            disconnected(self.log, self._stats, self, session.client_id, code)
             try:
                 self.broker.connection_lost(session, self)
             except Exception:

@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
+
+from twisted.logger import Logger
 
 from mqttx.mqtt.reason_codes import ReasonCode
 
@@ -26,6 +28,7 @@ __all__ = [
     "ListenerStats",
     "SessionFigures",
     "disconnect_reason",
+    "disconnected",
     "session_figures",
 ]
 
@@ -91,6 +94,40 @@ def disconnect_reason(reason_code: int | None) -> str:
         return ReasonCode(reason_code).name.lower()
     except ValueError:
         return f"0x{reason_code:02x}"
+
+
+class _Link(Protocol):
+    """What L{disconnected} names a connection by."""
+
+    @property
+    def listener(self) -> str: ...
+    @property
+    def peer(self) -> str: ...
+    @property
+    def protocol_level(self) -> int: ...
+    @property
+    def username(self) -> str | None: ...
+
+
+def disconnected(log: Logger, stats: ListenerStats, link: _Link, client_id: str, reason_code: int | None) -> None:
+    """
+    Count the end of an admitted connection in C{stats.disconnects} and log
+    it (C{client.disconnected}), the same for MQTT and bridge clients.
+
+    @param reason_code: as for L{disconnect_reason}.
+    """
+    reason = disconnect_reason(reason_code)
+    stats.disconnects[reason] += 1
+    log.info(
+        "client {client_id!r} from {peer} on {listener} disconnected: {reason}",
+        client_id=client_id,
+        peer=link.peer,
+        listener=link.listener,
+        protocol_level=link.protocol_level,
+        username=link.username,
+        reason=reason,
+        event_id="client.disconnected",
+    )
 
 
 #: Why messages were not delivered, by the L{mqttx.broker.session.Counters}

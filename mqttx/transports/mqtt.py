@@ -21,7 +21,7 @@ from mqttx.broker.admission import VerifiedIdentity
 from mqttx.broker.auth import EnhancedAuthentication
 from mqttx.broker.broker import Broker
 from mqttx.broker.session import SLOW_CONSUMER_BYTES, Session
-from mqttx.broker.stats import disconnect_reason
+from mqttx.broker.stats import disconnected
 from mqttx.mqtt._wire import REASON_CODES
 from mqttx.mqtt.aliases import OutboundTopicAliases
 from mqttx.mqtt.codec import encode
@@ -373,18 +373,7 @@ class MQTTServerProtocol(Protocol):
 
     def _ended(self, session: Session) -> None:
         """Count and log the end of an admitted connection, once."""
-        reason = disconnect_reason(self._close_code)
-        self._stats.disconnects[reason] += 1
-        self.log.info(
-            "client {client_id!r} from {peer} on {listener} disconnected: {reason}",
-            client_id=session.client_id,
-            peer=self.peer,
-            listener=self.listener,
-            protocol_level=self.protocol_level,
-            username=self.username,
-            reason=reason,
-            event_id="client.disconnected",
-        )
+        disconnected(self.log, self._stats, self, session.client_id, self._close_code)
 
     def _abort(self) -> None:
         self._abort_call = None
