@@ -21,7 +21,15 @@ decides nothing about MQTT.
     may hold several packets, and neither a frame nor a message is ever
     buffered whole: the MQTT codec refuses a packet over
     C{max_packet_size} from its fixed header, as on TCP. Text messages are
-    refused with close code 1003 [MQTT-6.0.0-1].
+    refused with close code 1003 [MQTT-6.0.0-1]. The other way, what one
+    read causes to be written to a connection (the answers to all the
+    frames of a TCP read, a fan-out from any connection's read) goes out
+    as one binary message when the read is done, before any close frame;
+    writes outside a read are a message each, at once.
+  - Unmasking: client frames under 1 kB are unmasked by L{_Unmasker}
+    (one integer XOR), larger ones by Autobahn's NVX masker: faster on
+    them, but making one costs about 3 µs, which a small frame does not
+    repay.
   - permessage-deflate (when configured): a compressed message may inflate
     to at most C{max_packet_size} bytes; Autobahn stops inflating there
     and closes with 1009, so a deflate bomb costs no more memory than the
