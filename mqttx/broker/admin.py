@@ -210,18 +210,19 @@ class Admin:
 
     def _info(self, session: Session) -> ClientInfo:
         connected = session.link is not None
+        attachment = session.attachment
         return ClientInfo(
             client_id=session.client_id,
-            username=session.username,
-            listener=session.listener,
-            peer=session.peer,
+            username=None if attachment is None else attachment.username,
+            listener=None if attachment is None else attachment.listener,
+            peer=None if attachment is None else attachment.peer,
             protocol_level=session.protocol_level,
             connected=connected,
             session_expiry=session.expiry_interval,
             subscriptions=len(session.subscriptions),
             queued=len(session.queue),
             inflight=len(session.inflight),
-            connected_since=session.connected_at if connected else None,
+            connected_since=attachment.at if connected and attachment is not None else None,
             disconnected_at=None if connected else session.disconnected_at,
         )
 
