@@ -153,20 +153,10 @@ class MQTTServerProtocol(Protocol):
         self._stats.connections_open += 1
 
     def dataReceived(self, data: bytes) -> None:
-        global _reading
         self._stats.bytes_received += len(data)
-        if _reading:
-            # Part of a WebSocket connection's read (one_read), which
-            # flushes at its end.
-            self._received(data)
-            return
-        _reading = True
-        try:
-            self._received(data)
-        finally:
-            _reading = False
-            if unflushed:
-                flush_outboxes()
+        # Within a WebSocket connection's read, one_read only calls it: that
+        # read flushes at its end.
+        one_read(self._received, data)
 
     def _received(self, data: bytes) -> None:
         if self._closing:
