@@ -15,6 +15,7 @@ then acknowledged by the link itself.
     client = await bridge.connect(Origin("http", "127.0.0.1:53122", "", "alice", b"secret"))
     await client.publish("a/b", b"hello", qos=1)
     codes = await client.subscribe([("a/#", 1)], deliver)
+    kept = client.retained("a/b")   # read one retained message, no subscription
 
 Every refusal is a L{BridgeError} with the MQTT 5 reason code that says why.
 Nothing ends a bridge client for being slow (the broker drops its QoS 0
@@ -25,9 +26,10 @@ has no keep-alive; L{BridgeClient.closed} says when the broker ended it.
 from __future__ import annotations
 
 import hmac
+import math
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -209,6 +211,44 @@ class BridgeClient:
             if not is_valid_topic_filter(checked):
                 return fail(BridgeError(ReasonCode.TOPIC_FILTER_INVALID, f"invalid topic filter {topic_filter!r}"))
         return link.unsubscribe(tuple(filters))
+
+    def retained(self, topic: str, qos: int = 2) -> Delivery | None:
+        """
+        The retained message of C{topic} as a subscription of this client
+        to C{topic} would receive it, without subscribing: RETAIN set, at
+        most C{qos}, Message Expiry Interval the time it has left
+        ([MQTT-3.3.2-6]). Nothing is sent through the session, nor counted
+        as sent. A read (a CoAP GET) needs no admission of its own.
+
+        @return: the message, or C{None} if there is none (or it expired).
+        @raise BridgeError: 0x87 if the client may not read C{topic} (ACL;
+            C{$SYS} only for admins, with an authorizer set), 0x90 for an
+            invalid topic name (a wildcard filter is not one topic), as
+            L{publish} does once the client is over.
+        """
+        link = self.link
+        session = link.session
+        if link.ended or session is None:
+            raise BridgeError(link.close_code or ReasonCode.UNSPECIFIED_ERROR, "client closed")
+        if not is_valid_topic_name(topic):
+            raise BridgeError(ReasonCode.TOPIC_NAME_INVALID, f"invalid topic name {topic[:100]!r}")
+        access = session.access
+        # With an authorizer, every admitted session has its access (the
+        # broker grants everything without one, as for deliveries).
+        if access is not None and not access.can_read(topic):
+            link.broker.log_denial(session.client_id, "read", topic)
+            raise BridgeError(ReasonCode.NOT_AUTHORIZED, f"read of {topic[:100]!r} not authorized")
+        broker = link.broker
+        message = broker.retained.get(topic)
+        if message is None or not message.payload:
+            return None
+        props = message.properties
+        if message.expires_at is not None:
+            left = message.expires_at - broker.clock.seconds()
+            if left <= 0:
+                return None
+            props = replace(props, message_expiry_interval=math.ceil(left))
+        return Delivery(topic, message.payload, min(message.qos, qos), True, props)
 
     def pause(self) -> None:
         """The consumer cannot take more now: it is a slow consumer until L{resume}."""

@@ -11,13 +11,16 @@ from dataclasses import replace
 from typing import TypeVar
 
 from twisted.internet.defer import Deferred
+from twisted.logger import capturedLogs
 from twisted.python.failure import Failure
 
 from mqttx.auth.acl import ACLAuthorizer, parse_acl
 from mqttx.auth.anonymous import NoUserDatabase
 from mqttx.auth.passwords import PasswordFileAuthenticator, format_line, hash_password
+from mqttx.broker.admin import Admin
 from mqttx.broker.bridge import Bridge, BridgeClient, BridgeError, Delivery, Origin, new_client_id
 from mqttx.broker.broker import Broker
+from mqttx.broker.message import Message
 from mqttx.broker.session import SLOW_CONSUMER_BYTES
 from mqttx.interfaces import IStore
 from mqttx.mqtt.packets import Disconnect, Packet, PubRec, PubRel
@@ -236,6 +239,101 @@ class ACLTests(BridgeTestCase):
         client = self.client()
         codes = self.successResultOf(client.subscribe([("secret/#", 1), ("open/#", 1)], Collector()))
         self.assertEqual(codes, (ReasonCode.NOT_AUTHORIZED, 1))
+
+
+RETAINED_ACL = """
+topic readwrite open/#
+user writer
+topic readwrite open/#
+topic write secret/#
+"""
+
+
+class RetainedTests(BridgeTestCase):
+    """L{BridgeClient.retained} reads one retained message as a subscriber gets it."""
+
+    def make_broker(self) -> Broker:
+        authorizer = ACLAuthorizer(parse_acl(RETAINED_ACL), ("root",))
+        return Broker(self.config, clock=self.clock, store=self.store, authorizer=authorizer)
+
+    def test_found(self) -> None:
+        """The retained message comes with RETAIN set, its QoS (at most the one asked) and its properties."""
+        client = self.client()
+        props = Properties(content_type="application/json", user_property=(("k", "v"),))
+        self.successResultOf(client.publish("open/t", b"{}", 1, retain=True, properties=props))
+        self.assertEqual(client.retained("open/t"), Delivery("open/t", b"{}", 1, True, props))
+        got = client.retained("open/t", 0)
+        assert got is not None
+        self.assertEqual(got.qos, 0)
+
+    def test_none(self) -> None:
+        """Without a retained message (or once cleared) it is C{None}; nothing else is retained."""
+        client = self.client()
+        self.assertIsNone(client.retained("open/none"))
+        self.successResultOf(client.publish("open/c", b"v", retain=True))
+        self.successResultOf(client.publish("open/c", b"", retain=True))
+        self.assertIsNone(client.retained("open/c"))
+        self.successResultOf(client.publish("open/live", b"v"))
+        self.assertIsNone(client.retained("open/live"))
+
+    def test_remaining_expiry(self) -> None:
+        """
+        The Message Expiry Interval is the time the message has left, rounded
+        up [MQTT-3.3.2-6]; an expired message is C{None}.
+        """
+        client = self.client()
+        props = Properties(message_expiry_interval=30)
+        self.successResultOf(client.publish("open/e", b"v", retain=True, properties=props))
+        self.clock.advance(9.5)
+        got = client.retained("open/e")
+        assert got is not None
+        self.assertEqual(got.properties.message_expiry_interval, 21)
+        self.clock.advance(20.5)
+        self.assertIsNone(client.retained("open/e"))
+
+    def test_acl_denied(self) -> None:
+        """A topic the client may not read fails with 0x87, logged once, even with a message retained."""
+        writer = self.client(Origin("http", "p", "w", "writer", b"x"))
+        self.successResultOf(writer.publish("secret/s", b"v", retain=True))
+        with capturedLogs() as events:
+            for _ in range(2):
+                with self.assertRaises(BridgeError) as caught:
+                    writer.retained("secret/s")
+                self.assertEqual(caught.exception.reason_code, ReasonCode.NOT_AUTHORIZED)
+        self.assertEqual([e["event_id"] for e in events if e.get("event_id") == "acl.denied"], ["acl.denied"])
+        self.assertFalse(writer.ended)
+        with self.assertRaises(BridgeError):
+            self.client().retained("secret/none")
+
+    def test_sys_admins_only(self) -> None:
+        """C{$SYS} retained messages are read by admins only."""
+        self.broker.retained.set("$SYS/broker/version", Message("$SYS/broker/version", b"1", 0, True))
+        with self.assertRaises(BridgeError) as caught:
+            self.client(Origin("http", "p", "w", "writer", b"x")).retained("$SYS/broker/version")
+        self.assertEqual(caught.exception.reason_code, ReasonCode.NOT_AUTHORIZED)
+        root = self.client(Origin("http", "p", "r", "root", b"x"))
+        self.assertEqual(root.retained("$SYS/broker/version"), Delivery("$SYS/broker/version", b"1", 0, True))
+
+    def test_bad_topic_and_closed(self) -> None:
+        """A wildcard filter is no topic name (0x90); a closed client fails as its publishes do."""
+        client = self.client()
+        with self.assertRaises(BridgeError) as caught:
+            client.retained("open/+")
+        self.assertEqual(caught.exception.reason_code, ReasonCode.TOPIC_NAME_INVALID)
+        client.close()
+        code = self.refusal(client.publish("open/t", b"v")).reason_code
+        with self.assertRaises(BridgeError) as caught:
+            client.retained("open/t")
+        self.assertEqual(caught.exception.reason_code, code)
+
+    def test_nothing_sent(self) -> None:
+        """A read neither subscribes the client nor counts a message sent."""
+        client = self.client()
+        self.successResultOf(client.publish("open/t", b"v", retain=True))
+        sent = Admin(self.broker).stats()["messages"]["sent"]
+        self.assertIsNotNone(client.retained("open/t"))
+        self.assertEqual(Admin(self.broker).stats()["messages"]["sent"], sent)
+        self.assertEqual(self.broker.sessions[client.client_id].subscriptions, {})
 
 
 class AuthenticationTests(BridgeTestCase):

@@ -16,6 +16,9 @@ clients.
   - GET returns the retained message of a topic (2.05, Content-Format from
     its content type, Max-Age from its expiry), or 4.04. A wildcard filter
     without Observe is 4.00: there is no one representation to return.
+    It is read with L{mqttx.broker.bridge.BridgeClient.retained} through
+    the user's cached client, the one its publishes use: polling admits no
+    client per GET.
   - GET with Observe=0 observes a topic filter (C{+} and C{#} path
     segments are MQTT wildcards): see L{mqttx.transports.coap.observe}.
   - DELETE clears the retained message (an empty retained publish): 2.02.
@@ -270,14 +273,13 @@ class PubSub:
         self.bridge = bridge
         self.listener = listener
         self._stopping = stopping
-        self._gets = 0
 
     def origin(self, source: Source, client_id: str = "") -> Origin:
         """
         The bridge origin of a request from C{source}: its rule's user,
         vouched for by the rule (no password is checked). Without
-        C{client_id}, publishes share one cached client per user
-        (L{Bridge.publish_once}).
+        C{client_id}, publishes and GETs share one cached client per user
+        (L{Bridge.publish_once}, L{Bridge.cached_client}).
         """
         return Origin(self.listener, source.peer, client_id, source.rule.username, verified=True)
 
@@ -340,25 +342,15 @@ class PubSub:
 
     async def retained(self, source: Source, topic: str) -> Delivery | None:
         """
-        The retained message of C{topic} as C{source}'s user may read it:
-        a short-lived bridge client subscribes to the topic, which sends it
-        the retained message (ACLs applied), and closes.
+        The retained message of C{topic} as C{source}'s user may read it
+        (ACLs applied), read through the user's cached bridge client, the
+        one its publishes use (L{Bridge.cached_client}): polling GETs admit
+        no client of their own.
 
-        @raise BridgeError: if the client is refused or may not subscribe.
+        @raise BridgeError: if the client is refused or may not read C{topic}.
         """
-        self._gets += 1
-        client_id = f"{client_id_of(source)}-get{self._gets}"
-        client = await self.bridge.connect(self.origin(source, client_id))
-        found: list[Delivery] = []
-        try:
-            # The retained message is delivered before subscribe() returns.
-            granted = await client.subscribe([(topic, 0)], found.append)
-            if granted and granted[0] >= 0x80:
-                raise BridgeError(granted[0], "subscription refused")
-        finally:
-            client.close()
-        retained = [d for d in found if d.retain and d.topic == topic and d.payload]
-        return retained[0] if retained else None
+        client = await self.bridge.cached_client(self.origin(source))
+        return client.retained(topic, 0)
 
 
 def client_id_of(source: Source) -> str:

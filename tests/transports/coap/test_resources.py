@@ -6,6 +6,7 @@ through a real bridge into a broker on a L{Clock}.
 
 from __future__ import annotations
 
+from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from mqttx.auth.acl import ACLAuthorizer, parse_acl
@@ -142,6 +143,31 @@ class PubSubTests(BrokerTestCase):
         self.handle(POST, "/ps/open/r", b"v", query=("retain=true",))
         self.assertEqual(self.handle(GET, "/ps/open/r", source=ANYONE).payload, b"v")
         self.assertEqual(self.handle(GET, "/ps/secret", source=ANYONE).code, Code.FORBIDDEN)
+
+    def test_gets_share_one_client(self) -> None:
+        """
+        Polling GETs and the publishes of one rule's user share one cached
+        bridge client: one admission, no connect or disconnect line per GET,
+        closed once idle.
+        """
+        self.handle(POST, "/ps/open/p", b"v", query=("retain=true",))
+        connects = self.broker.stats_for("coap").connects
+        self.assertEqual(connects["success"], 1)
+        with capturedLogs() as events:
+            for _ in range(20):
+                self.assertEqual(self.handle(GET, "/ps/open/p").payload, b"v")
+                self.assertEqual(self.handle(GET, "/ps/open/none").code, Code.NOT_FOUND)
+                self.handle(POST, "/ps/open/q", b"w")
+        self.assertEqual(dict(connects), {"success": 1})
+        self.assertEqual(self.broker.clients_connected, 1)
+        ids = {e.get("event_id") for e in events}
+        self.assertNotIn("client.connected", ids)
+        self.assertNotIn("client.disconnected", ids)
+        self.clock.advance(60)
+        self.assertEqual(self.broker.clients_connected, 0)
+        # The next GET admits the user's client again.
+        self.assertEqual(self.handle(GET, "/ps/open/p").payload, b"v")
+        self.assertEqual(dict(connects), {"success": 2})
 
     def test_rule_without_publish(self) -> None:
         """A rule with publish: false refuses POST, PUT and DELETE with 4.03."""
