@@ -10,7 +10,6 @@ L{mqttx.transports.mqtt}); it answers through the same link.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from functools import partial
 from random import Random
 from typing import TYPE_CHECKING, Protocol
@@ -33,28 +32,26 @@ from mqttx.mqtt.packets import (
     Publish,
     PubRec,
     PubRel,
-    SubAck,
     Subscribe,
-    UnsubAck,
     Unsubscribe,
 )
 from mqttx.mqtt.properties import NO_PROPERTIES
 from mqttx.mqtt.reason_codes import ReasonCode
-from mqttx.mqtt.topics import SHARE_PREFIX, parse_shared
 
 from .acks import Acknowledgements
 from .admission import Admission, VerifiedIdentity
 from .auth import EnhancedAuthentication
+from .expiry import Expiry
 from .flow import FlowControl
-from .limits import filter_refusal
 from .message import Message
-from .replies import IN_USE, NOT_FOUND, NOT_UTF8, QUEUES_FULL, is_utf8, suback_refusals
+from .replies import IN_USE, NOT_FOUND, NOT_UTF8, QUEUES_FULL, is_utf8
 from .retained import RetainedIndex
 from .router import Route, Router
 from .session import Counters, FrameCache, Session, SessionLink
 from .shared import STRATEGIES
-from .state import SharedDelivery, StoredSession, SubscriptionEntry
+from .state import SharedDelivery
 from .stats import ListenerStats
+from .subscriptions import Subscriptions
 from .systopics import SYS_PREFIX, SysTopics
 
 if TYPE_CHECKING:
@@ -164,6 +161,10 @@ class Broker:
             auth_limiter=auth_limiter,
             authorizer=authorizer,
         )
+        self._subscriptions = Subscriptions(
+            config, self, store=store, clock=clock, authorizer=authorizer, may_read=self._may_read
+        )
+        self._expiry = Expiry(self, clock=clock, store=store, hand_over=self._hand_over)
 
     @property
     def stopping(self) -> bool:
@@ -206,7 +207,7 @@ class Broker:
                 self.retained.set(message.topic, message)
             else:
                 self._store.delete_retained(message.topic)
-        expired = [self._restore(stored, now) for stored in snapshot.sessions]
+        expired = [self._expiry.restore(stored, now) for stored in snapshot.sessions]
         # Sessions that expired while the broker was down end only once every
         # session is back, so that their wills reach all subscribers.
         for session in expired:
@@ -221,36 +222,6 @@ class Broker:
         )
         if self.sys_topics is not None:
             self.sys_topics.start()
-
-    def _restore(self, stored: StoredSession, now: float) -> Session | None:
-        """Rebuild a stored session; return it if it has already expired."""
-        record = stored.record
-        session = self.new_session(record.client_id, record.protocol_level, record.expiry_interval)
-        session.stored = True
-        for entry in record.subscriptions:
-            session.subscriptions[entry.topic_filter] = entry
-            self.router.subscribe(record.client_id, entry)
-        session.queue.extend(stored.queued)
-        for inflight in stored.inflight:
-            session.inflight[inflight.packet_id] = inflight
-        session.inbound_qos2.update(stored.inbound_qos2)
-        session.shared = any(isinstance(d, SharedDelivery) for d in session.queue) or any(
-            isinstance(e.delivery, SharedDelivery) for e in session.inflight.values()
-        )
-        session.restore_sequence()
-        # A process that died while the client was connected lost the time
-        # it disconnected: count from now.
-        session.disconnected_at = record.disconnected_at if record.disconnected_at is not None else now
-        self.sessions[record.client_id] = session
-        if record.will is not None:
-            session.pending_will = record.will
-            due = record.will_at if record.will_at is not None else now
-            session.will_call = self._clock.callLater(max(0.0, due - now), self._fire_will, session)
-        remaining = session.disconnected_at + session.expiry_interval - now
-        if remaining <= 0:
-            return session
-        session.expiry_call = self._clock.callLater(remaining, self._expire, session)
-        return None
 
     def shutdown(self) -> Deferred[None]:
         """
@@ -321,45 +292,7 @@ class Broker:
 
     def detach(self, session: Session) -> None:
         """A session lost its connection: start its will delay and expiry, or end it."""
-        now = self._clock.seconds()
-        session.disconnected_at = now
-        will = session.will
-        session.will = None
-        if will is not None:
-            # [MQTT-3.1.3-9] The will waits for its delay, but never outlives the session.
-            delay = min(session.will_delay, session.expiry_interval)
-            if delay == 0 or self._stopping and not session.persistent:
-                self._publish_will(will)
-            else:
-                session.pending_will = will
-                session.will_call = self._clock.callLater(delay, self._fire_will, session)
-        if session.expiry_interval == 0:
-            self.end_session(session)
-            return
-        if not self._stopping:
-            session.expiry_call = self._clock.callLater(session.expiry_interval, self._expire, session)
-        if session.persistent:
-            self._store.save_session(session.record())
-
-    def _fire_will(self, session: Session) -> None:
-        will = session.pending_will
-        session.pending_will = None
-        session.will_call = None
-        if will is not None:
-            self._publish_will(will)
-            if session.persistent and self.sessions.get(session.client_id) is session:
-                self._store.save_session(session.record())
-
-    def _publish_will(self, will: Message) -> None:
-        expiry = will.properties.message_expiry_interval
-        if expiry is not None:
-            will = replace(will, expires_at=self._clock.seconds() + expiry)
-        self.route(will)
-
-    def _expire(self, session: Session) -> None:
-        session.expiry_call = None
-        self.log.info("session {client_id!r} expired", client_id=session.client_id, event_id="session.expired")
-        self.end_session(session)
+        self._expiry.detach(session)
 
     def new_session(self, client_id: str, level: int, expiry: int) -> Session:
         """A new session, not yet in L{sessions}."""
@@ -377,22 +310,7 @@ class Broker:
 
     def end_session(self, session: Session) -> None:
         """End a session: drop its subscriptions and publish its pending will."""
-        session.cancel_timers()
-        will = session.pending_will
-        session.pending_will = None
-        for topic_filter in session.subscriptions:
-            self.router.unsubscribe(session.client_id, topic_filter)
-        session.subscriptions.clear()
-        if session.shared:
-            session.hand_over_shared(partial(self._hand_over, session))
-        if self.sessions.get(session.client_id) is session:
-            del self.sessions[session.client_id]
-        if session.stored:
-            session.stored = False
-            self._store.delete_session(session.client_id)
-        if will is not None:
-            # [MQTT-3.1.3-9] Sent at the latest when the session ends.
-            self._publish_will(will)
+        self._expiry.end_session(session)
 
     # PUBLISH and its acknowledgements, inbound.
 
@@ -711,113 +629,19 @@ class Broker:
         """PUBCOMP for an outbound QoS 2 message."""
         session.pubcomp(packet.packet_id)
 
-    # Subscriptions.
+    # Subscriptions (see L{Subscriptions}).
 
     def subscribe(self, session: Session, packet: Subscribe) -> None:
         """
         Add subscriptions, answer SUBACK, then send the retained messages
         the new subscriptions match ([MQTT-3.8.4-4]).
         """
-        link = session.link
-        if link is None:
-            return
-        v5 = link.protocol_level == ProtocolVersion.MQTT_5
-        ids = packet.properties.subscription_identifier
-        sub_id = ids[0] if ids else None
-        codes: list[int] = []
-        wants_retained: list[SubscriptionEntry] = []
-        maximum_qos = self.config.maximum_qos
-        wildcards = self.config.wildcard_subscriptions
-        for sub in packet.subscriptions:
-            topic_filter = sub.topic_filter
-            shared = topic_filter.startswith(SHARE_PREFIX)
-            if shared:
-                refused = self._refuse_share(topic_filter, v5)
-                if refused:
-                    codes.append(refused)
-                    continue
-            if not wildcards and ("+" in topic_filter or "#" in topic_filter):
-                # Wildcard Subscription Available 0 (MQTT 5 section
-                # 3.2.2.3.11): the filter is refused, the others stand.
-                codes.append(ReasonCode.WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80)
-                continue
-            access = session.access
-            if self._authorizer is not None and (access is None or not access.can_subscribe(topic_filter)):
-                # SUBACK 0x87 Not authorized (section 3.9.3); 3.1.1 has only
-                # 0x80 Failure (section 3.9.3). The other filters stand.
-                self.log_denial(session.client_id, "subscribe", topic_filter)
-                codes.append(ReasonCode.NOT_AUTHORIZED if v5 else 0x80)
-                continue
-            refused = filter_refusal(self.config, session.subscriptions, topic_filter, v5)
-            if refused:
-                # Topic length and level limits, max_subscriptions.
-                codes.append(refused)
-                continue
-            # [MQTT-3.2.2-10] Any requested QoS is accepted, and granted at
-            # most the Maximum QoS (3.1.1 section 3.8.4 allows a lower grant).
-            qos = sub.qos if sub.qos <= maximum_qos else maximum_qos
-            entry = SubscriptionEntry(
-                topic_filter, qos, sub.no_local, sub.retain_as_published, sub.retain_handling, sub_id
-            )
-            existed = self.router.subscribe(session.client_id, entry)
-            session.subscriptions[topic_filter] = entry
-            codes.append(qos)
-            if shared:
-                # Section 3.3.1.3: retained messages go to new Non-shared
-                # Subscriptions only.
-                continue
-            # [MQTT-3.3.1-9..11] Retain Handling 0: always, 1: if new, 2: never.
-            if sub.retain_handling == 0 or (sub.retain_handling == 1 and not existed):
-                wants_retained.append(entry)
-        if session.persistent:
-            self._store.save_session(session.record())
-        refusals = suback_refusals(packet, codes) if v5 else NO_PROPERTIES
-        link.send(SubAck(packet.packet_id, tuple(codes), refusals))
-        now = self._clock.seconds()
-        for entry in wants_retained:
-            self._send_retained(session, entry, now)
-
-    def _refuse_share(self, topic_filter: str, v5: bool) -> int:
-        """
-        The SUBACK failure code for a C{$share/} filter, or 0 to accept it:
-        0x9E when shared subscriptions are turned off, 0x8F for an invalid
-        share [MQTT-4.8.2-1] [MQTT-4.8.2-2]; 3.1.1 has only 0x80.
-        """
-        if not self.config.shared_subscriptions:
-            return ReasonCode.SHARED_SUBSCRIPTIONS_NOT_SUPPORTED if v5 else 0x80
-        try:
-            parse_shared(topic_filter)
-        except ValueError:
-            return ReasonCode.TOPIC_FILTER_INVALID if v5 else 0x80
-        return 0
-
-    def _send_retained(self, session: Session, entry: SubscriptionEntry, now: float) -> None:
-        ids = () if entry.subscription_id is None else (entry.subscription_id,)
-        for topic, message in self.retained.match(entry.topic_filter):
-            if message.expires_at is not None and message.expires_at <= now:
-                self.retained.discard(topic)
-                self._store.delete_retained(topic)
-                continue
-            if self._authorizer is not None and not self._may_read(session, topic):
-                continue
-            # [MQTT-3.3.1-8] Sent because of a new subscription: RETAIN=1.
-            session.deliver(message, min(message.qos, entry.qos), True, ids, {})
+        self._subscriptions.subscribe(session, packet)
 
     def unsubscribe(self, session: Session, packet: Unsubscribe) -> None:
         """Remove subscriptions and answer UNSUBACK [MQTT-3.10.4-4]."""
-        link = session.link
-        if link is None:
-            return
-        codes: list[int] = []
-        for topic_filter in packet.topic_filters:
-            if session.subscriptions.pop(topic_filter, None) is not None:
-                self.router.unsubscribe(session.client_id, topic_filter)
-                codes.append(ReasonCode.SUCCESS)
-            else:
-                codes.append(ReasonCode.NO_SUBSCRIPTION_EXISTED)
-        if session.persistent:
-            self._store.save_session(session.record())
-        link.send(UnsubAck(packet.packet_id, tuple(codes)))
+        self._subscriptions.unsubscribe(session, packet)
+
 
     def pingreq(self, session: Session) -> None:
         """PINGREQ gets PINGRESP [MQTT-3.12.4-1]."""
