@@ -9,7 +9,8 @@ L{ConfigError} that names the key and says what is wrong.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TypeVar
+from dataclasses import fields
+from typing import Any, TypeVar
 
 from mqttx.config.values import ConfigError
 
@@ -36,6 +37,7 @@ def _join(prefix: str, key: str) -> str:
 
 
 _T = TypeVar("_T")
+_C = TypeVar("_C")
 
 
 class _Checks:
@@ -81,6 +83,25 @@ class _Checks:
         if name not in section:
             return default
         return check(section[name], _join(prefix, name))
+
+    def _fields(
+        self,
+        cls: Callable[..., _C],
+        section: Mapping[str, object],
+        prefix: str,
+        checks: Mapping[str, Callable[[object, str], Any]],
+    ) -> _C:
+        """
+        Build C{cls} (a dataclass with defaults) from C{section}: each of
+        its fields by its check in C{checks} when the key is there, its
+        default otherwise. Checks run, and errors are reported, in the
+        order of C{checks}, which must name every field.
+        """
+        defaults: Any = cls()
+        assert checks.keys() == {f.name for f in fields(defaults)}, f"every {prefix} key is checked"
+        return cls(
+            **{key: self._get(section, prefix, key, getattr(defaults, key), check) for key, check in checks.items()}
+        )
 
     # Scalars
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields
+from typing import Any
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
@@ -130,54 +131,26 @@ class _ListenerSections(_Checks):
     def _http(self, value: object, key: str) -> HTTPConfig:
         section = self._section(value, key)
         self._known(section, key, tuple(f.name for f in fields(HTTPConfig)))
-        d = HTTPConfig()
-        return HTTPConfig(
-            heartbeat_interval=self._get(
-                section,
-                key,
-                "heartbeat_interval",
-                d.heartbeat_interval,
-                lambda v, k: self._number(v, k, 1.0, 3600.0),
-            ),
-            metrics=self._get(section, key, "metrics", d.metrics, self._bool),
-            status_page=self._get(section, key, "status_page", d.status_page, self._bool),
-            session_expiry=self._get(
-                section, key, "session_expiry", d.session_expiry, lambda v, k: self._int(v, k, 0, 4_294_967_295)
-            ),
-        )
+        checks: dict[str, Callable[[object, str], Any]] = {
+            "heartbeat_interval": lambda v, k: self._number(v, k, 1.0, 3600.0),
+            "metrics": self._bool,
+            "status_page": self._bool,
+            "session_expiry": lambda v, k: self._int(v, k, 0, 4_294_967_295),
+        }
+        return self._fields(HTTPConfig, section, key, checks)
 
     def _coap(self, value: object, key: str) -> CoAPConfig:
         section = self._section(value, key)
         self._known(section, key, tuple(f.name for f in fields(CoAPConfig)))
-        d = CoAPConfig()
-        return CoAPConfig(
-            rules=self._get(section, key, "rules", d.rules, self._coap_rules),
-            max_observers_per_source=self._get(
-                section,
-                key,
-                "max_observers_per_source",
-                d.max_observers_per_source,
-                lambda v, k: self._int(v, k, 0, 1_000_000),
-            ),
-            max_payload=self._get(
-                section, key, "max_payload", d.max_payload, lambda v, k: self._int(v, k, 1, 16 * 1024 * 1024)
-            ),
-            max_request_rate=self._get(
-                section,
-                key,
-                "max_request_rate",
-                d.max_request_rate,
-                lambda v, k: self._number(v, k, 0.0, 1e6),
-            ),
-            block_size=self._get(section, key, "block_size", d.block_size, self._block_size),
-            confirmable_every=self._get(
-                section,
-                key,
-                "confirmable_every",
-                d.confirmable_every,
-                lambda v, k: self._int(v, k, 1, 1000),
-            ),
-        )
+        checks: dict[str, Callable[[object, str], Any]] = {
+            "rules": self._coap_rules,
+            "max_observers_per_source": lambda v, k: self._int(v, k, 0, 1_000_000),
+            "max_payload": lambda v, k: self._int(v, k, 1, 16 * 1024 * 1024),
+            "max_request_rate": lambda v, k: self._number(v, k, 0.0, 1e6),
+            "block_size": self._block_size,
+            "confirmable_every": lambda v, k: self._int(v, k, 1, 1000),
+        }
+        return self._fields(CoAPConfig, section, key, checks)
 
     def _coap_rules(self, value: object, key: str) -> tuple[CoAPRule, ...]:
         if not isinstance(value, list):
@@ -226,17 +199,14 @@ class _ListenerSections(_Checks):
         return description
 
     def _websocket(self, section: Mapping[str, object], prefix: str) -> WebSocketConfig:
-        d = WebSocketConfig()
-        return WebSocketConfig(
-            path=self._get(section, prefix, "path", d.path, self._ws_path),
-            permessage_deflate=self._get(
-                section, prefix, "permessage_deflate", d.permessage_deflate, self._bool
-            ),
-            ping_interval=self._get(section, prefix, "ping_interval", d.ping_interval, self._seconds),
-            trust_x_forwarded_for=self._get(
-                section, prefix, "trust_x_forwarded_for", d.trust_x_forwarded_for, self._bool
-            ),
-        )
+        # The WebSocket keys sit on the listener itself, next to its others.
+        checks: dict[str, Callable[[object, str], Any]] = {
+            "path": self._ws_path,
+            "permessage_deflate": self._bool,
+            "ping_interval": self._seconds,
+            "trust_x_forwarded_for": self._bool,
+        }
+        return self._fields(WebSocketConfig, section, prefix, checks)
 
     def _ws_path(self, value: object, key: str) -> str:
         path = self._str(value, key)

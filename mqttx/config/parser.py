@@ -147,7 +147,6 @@ class _Parser(_ListenerSections):
     def _mqtt(self, value: object) -> MQTTConfig:
         section = self._section(value, "mqtt")
         self._known(section, "mqtt", tuple(f.name for f in fields(MQTTConfig)))
-        d = MQTTConfig()
 
         def integer(low: int, high: int | None = None) -> Callable[[object, str], int]:
             return lambda v, k: self._int(v, k, low, high)
@@ -187,10 +186,7 @@ class _Parser(_ListenerSections):
             "max_publish_rate": number(0.0, 1e9),
             "max_publish_bytes_rate": integer(0),
         }
-        assert checks.keys() == {f.name for f in fields(MQTTConfig)}, "every mqtt key is checked"
-        return MQTTConfig(
-            **{key: self._get(section, "mqtt", key, getattr(d, key), check) for key, check in checks.items()}
-        )
+        return self._fields(MQTTConfig, section, "mqtt", checks)
 
     def _persistence(self, value: object) -> PersistenceConfig:
         section = self._section(value, "persistence")
